@@ -1,0 +1,96 @@
+"""asyncgate: Chalice routes and the SQS worker. Thin handlers only; logic lives in chalicelib."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalice.app import Chalice, Request, Response, SQSEvent
+
+from chalicelib import web, wiring
+from chalicelib.contract import JSON_ENDPOINTS, Endpoint
+from chalicelib.jobs import poll_interval_s, render_job
+from chalicelib.worker import deliveries_from_records
+
+app = Chalice(app_name="asyncgate")
+app.log.setLevel(logging.INFO)
+logging.getLogger("chalicelib").setLevel(logging.INFO)
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+ANY_CONTENT = ["*/*"]
+
+
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "only called while serving a request"
+    return request
+
+
+def _submit(endpoint: Endpoint) -> Response:
+    request = _request()
+    raw = request.raw_body
+    job = wiring.container().service.submit(
+        endpoint.request_type,
+        raw.encode() if isinstance(raw, str) else raw,
+        request.headers.get("content-type"),
+        request.headers.get("x-bf-async-job-result-ttl"),
+    )
+    headers = {"Location": endpoint.job_path(job.id), "Retry-After": "1"}
+    return web.json_text(202, render_job(job), headers)
+
+
+def _poll(endpoint: Endpoint, job_id: str) -> Response:
+    services = wiring.container()
+    job = services.service.poll(endpoint.request_type, job_id)
+    if job.status.is_terminal:
+        return web.json_text(200, render_job(job))
+    retry_after = poll_interval_s(job, int(services.clock.now() * 1000))
+    return web.json_text(202, render_job(job), {"Retry-After": str(retry_after)})
+
+
+def _register(path: str, served: dict[str, Callable[..., Response]], name: str) -> None:
+    """Serve ``served`` methods on ``path``; every other method answers 405 with the §4 body."""
+    for method, view in served.items():
+        app.route(path, methods=[method], content_types=ANY_CONTENT, name=f"{name}_{method.lower()}")(view)
+    allowed = list(served)
+
+    def refuse(**_: Any) -> Response:
+        return web.method_not_allowed(_request().method, allowed)
+
+    others = [m for m in ALL_METHODS if m not in served]
+    app.route(path, methods=others, content_types=ANY_CONTENT, name=f"{name}_refuse")(refuse)
+
+
+def _routes_for(endpoint: Endpoint) -> None:
+    request_type = endpoint.request_type
+    name = request_type.value
+
+    def submit() -> Response:
+        return web.guarded(lambda: _submit(endpoint), request_type)
+
+    def poll(job_id: str) -> Response:
+        return web.guarded(lambda: _poll(endpoint, job_id), request_type)
+
+    _register(endpoint.submit_path, {"POST": submit}, f"submit_{name}")
+    _register(endpoint.submit_path + "/{job_id}", {"GET": poll}, f"poll_{name}")
+
+
+for _endpoint in JSON_ENDPOINTS:
+    _routes_for(_endpoint)
+
+
+def health() -> Response:
+    return web.json_body(200, {"status": "ok"})
+
+
+_register("/health", {"GET": health}, "health")
+
+
+@app.on_sqs_message(queue="asyncgate-jobs", batch_size=10, name="worker")
+def worker(event: SQSEvent) -> dict[str, Any]:
+    records = [record.to_dict() for record in event]
+    context: Any = event.context
+    remaining = context.get_remaining_time_in_millis() if context is not None else None
+    failed = wiring.container().worker.handle_batch(deliveries_from_records(records), remaining)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -1,0 +1,40 @@
+"""Lazily built, cached boto3 clients (one per service per container).
+
+Clients are created on first use, after the environment (region, credentials,
+``AWS_ENDPOINT_URL`` for moto) is in place, and shared across threads (boto3
+clients are thread-safe). ``reset()`` drops them so tests can rebuild under a new mock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=10,
+    max_pool_connections=50,
+)
+
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+
+def client(service: str) -> Any:
+    """The shared client for ``service`` (``dynamodb``, ``sqs``, ``s3``)."""
+    found = _clients.get(service)
+    if found is not None:
+        return found
+    with _lock:
+        if service not in _clients:
+            _clients[service] = boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+        return _clients[service]
+
+
+def reset() -> None:
+    with _lock:
+        _clients.clear()

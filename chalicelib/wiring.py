@@ -1,0 +1,80 @@
+"""The one place that builds the object graph: settings, AWS adapters, providers, services.
+
+Built on first use inside a handler (never at import), then cached for the life of the
+Lambda container. ``reset()`` drops the cache so tests can rebuild under new settings.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from chalicelib import aws
+from chalicelib.clock import Clock, SystemClock
+from chalicelib.config import Settings
+from chalicelib.job_queue import SqsJobQueue
+from chalicelib.providers.base import ProviderEnv
+from chalicelib.providers.registry import SPECS, ProviderRegistry
+from chalicelib.providers.transport import HttpTransport
+from chalicelib.service import JobService
+from chalicelib.store import DynamoJobStore
+from chalicelib.worker import Worker
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+
+    @cached_property
+    def store(self) -> DynamoJobStore:
+        return DynamoJobStore(aws.client("dynamodb"), self.settings.jobs_table)
+
+    @cached_property
+    def queue(self) -> SqsJobQueue:
+        return SqsJobQueue(aws.client("sqs"), self.settings.jobs_queue)
+
+    @cached_property
+    def providers(self) -> ProviderRegistry:
+        return ProviderRegistry(SPECS, self._provider_env)
+
+    @cached_property
+    def service(self) -> JobService:
+        return JobService(self.store, self.queue, self.providers, self.settings, self.clock)
+
+    @cached_property
+    def worker(self) -> Worker:
+        return Worker(self.store, self.queue, self.providers, self.settings, self.clock)
+
+    @cached_property
+    def transport(self) -> HttpTransport:
+        return HttpTransport(
+            self.settings.provider_connect_timeout_s,
+            self.settings.provider_read_timeout_s,
+            pool_size=self.settings.worker_threads,
+        )
+
+    def _provider_env(self) -> ProviderEnv:
+        return ProviderEnv(self.settings, dict(os.environ), self.transport, self.clock)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = Container(Settings.from_env(), SystemClock())
+    return _container
+
+
+def reset() -> None:
+    global _container
+    with _lock:
+        _container = None
+    aws.reset()

@@ -1,0 +1,213 @@
+"""Run jobs from queue deliveries: claim → provider → store the result or the error.
+
+Owns the at-least-once rules: a claim (conditional write with a lease) makes duplicate
+deliveries harmless; a message is acknowledged only when its job is finished or gone;
+a job held by a live lease elsewhere is re-checked when that lease ends. Retryable
+provider failures get short in-process backoff, then the message goes back to the
+queue with a growing delay; after the last attempt the job fails with the last error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chalicelib.clock import Clock, now_ms
+from chalicelib.config import Settings
+from chalicelib.errors import GatewayError, InternalError, ProviderError
+from chalicelib.jobs import Job, JobStatus
+from chalicelib.ports import Busy, Claimed, JobQueue, JobStore, Outcome
+from chalicelib.providers.base import Provider, ProviderCall
+from chalicelib.service import is_job_id
+from chalicelib.validation import GATEWAY_FIELDS
+
+log = logging.getLogger(__name__)
+
+DEADLINE_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message_id: str
+    receipt_handle: str
+    body: str
+
+
+class ProviderSource(Protocol):
+    def get(self, provider: str) -> Provider: ...
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        providers: ProviderSource,
+        settings: Settings,
+        clock: Clock,
+        new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._providers = providers
+        self._settings = settings
+        self._clock = clock
+        self._new_owner = new_owner
+        self._jitter = jitter
+
+    def handle_batch(self, deliveries: Sequence[Delivery], remaining_ms: int | None) -> list[str]:
+        """Process deliveries concurrently; return the message ids SQS must deliver again."""
+        budget_s = (remaining_ms / 1000) if remaining_ms is not None else self._settings.lease_s
+        deadline = self._clock.now() + budget_s - DEADLINE_MARGIN_S
+        if len(deliveries) == 1:
+            delays = [self._process_safely(deliveries[0], deadline)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(deliveries), self._settings.worker_threads)) as pool:
+                delays = list(pool.map(lambda d: self._process_safely(d, deadline), deliveries))
+        failed = []
+        for delivery, delay in zip(deliveries, delays, strict=True):
+            if delay is None:
+                continue
+            failed.append(delivery.message_id)
+            self._defer(delivery, delay)
+        return failed
+
+    def process(self, delivery: Delivery, deadline: float) -> int | None:
+        """Run one delivery. ``None``: acknowledge it; a number: deliver again after that many seconds."""
+        job_id = delivery.body.strip()
+        if not is_job_id(job_id):
+            log.warning("message %s does not name a job; dropping it", delivery.message_id)
+            return None
+        owner = self._new_owner()
+        now = now_ms(self._clock)
+        claim = self._store.claim(job_id, owner, now, now + self._settings.lease_s * 1000)
+        if isinstance(claim, Busy):
+            return max(1, -(-(claim.lease_until_ms - now) // 1000))
+        if not isinstance(claim, Claimed):
+            return None
+        self._defer(delivery, self._settings.lease_s)
+        log.info("job %s claimed attempt=%d", job_id, claim.job.attempts)
+        try:
+            return self._run(claim.job, owner, deadline)
+        except Exception:
+            log.exception("job %s attempt %d crashed; handing it back", job_id, claim.job.attempts)
+            self._store.release(job_id, owner)
+            return self._requeue_delay(claim.job.attempts, None)
+
+    def _process_safely(self, delivery: Delivery, deadline: float) -> int | None:
+        try:
+            return self.process(delivery, deadline)
+        except Exception:
+            log.exception("message %s could not be processed", delivery.message_id)
+            return self._settings.requeue_base_s
+
+    def _run(self, job: Job, owner: str, deadline: float) -> int | None:
+        if job.attempts > self._settings.max_attempts:
+            self._fail(job, owner, InternalError("the job ran out of attempts", code="attempts_exhausted"), {})
+            return None
+        try:
+            request, provider, model = _decode(job)
+        except GatewayError as error:
+            self._fail(job, owner, error, {"request_type": job.request_type.value})
+            return None
+        extra = {"provider": provider, "model_requested": model, "request_type": job.request_type.value}
+        call = ProviderCall(job.request_type, model, request, job.attempts)
+        try:
+            result, latency_ms = self._invoke(provider, call, deadline)
+        except ProviderError as error:
+            if error.retryable and job.attempts < self._settings.max_attempts:
+                if not self._store.release(job.id, owner):
+                    log.warning("job %s lost its lease before release", job.id)
+                    return None
+                delay = self._requeue_delay(job.attempts, error.retry_after_s)
+                log.info("job %s attempt %d failed with %d; retry in %ds", job.id, job.attempts, error.status, delay)
+                return delay
+            self._fail(job, owner, error, extra)
+            return None
+        except GatewayError as error:
+            self._fail(job, owner, error, extra)
+            return None
+        result["extra_fields"] = {**extra, "latency_ms": latency_ms}
+        self._complete(job, owner, result)
+        return None
+
+    def _invoke(self, provider: str, call: ProviderCall, deadline: float) -> tuple[dict[str, Any], int]:
+        adapter = self._providers.get(provider)
+        for retry in range(self._settings.inline_retries + 1):
+            started = self._clock.now()
+            try:
+                result = adapter.invoke(call)
+                return result, int((self._clock.now() - started) * 1000)
+            except ProviderError as error:
+                if not error.retryable or retry == self._settings.inline_retries:
+                    raise
+                delay = self._backoff(retry, error.retry_after_s)
+                if self._clock.now() + delay + self._settings.provider_read_timeout_s > deadline:
+                    raise
+                log.info("provider %s answered %d; retrying in %.2fs", provider, error.status, delay)
+                self._clock.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> None:
+        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        if len(payload.encode()) > self._settings.max_inline_result_bytes:
+            error = InternalError(
+                f"the result is larger than {self._settings.max_inline_result_bytes} bytes",
+                code="result_too_large",
+            )
+            self._fail(job, owner, error, result.get("extra_fields", {}))
+            return
+        self._finish(job, owner, JobStatus.COMPLETED, 200, payload)
+
+    def _fail(self, job: Job, owner: str, error: GatewayError, extra: dict[str, Any]) -> None:
+        fields = {k: v for k, v in extra.items() if k != "latency_ms"}
+        body = error.to_body(event_id=str(uuid.uuid4()), extra_fields=fields)
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        self._finish(job, owner, JobStatus.FAILED, error.status, payload)
+
+    def _finish(self, job: Job, owner: str, status: JobStatus, code: int, payload: str) -> None:
+        done = now_ms(self._clock)
+        outcome = Outcome(status, code, done, done + job.result_ttl_s * 1000, payload)
+        if self._store.finish(job.id, owner, outcome):
+            log.info("job %s %s status_code=%d attempts=%d", job.id, status.value, code, job.attempts)
+        else:
+            log.warning("job %s lost its lease before it could be marked %s", job.id, status.value)
+
+    def _backoff(self, retry: int, hint_s: float | None) -> float:
+        ceiling = min(self._settings.retry_max_s, self._settings.retry_base_s * 2.0**retry)
+        delay = ceiling / 2 + self._jitter() * ceiling / 2
+        return max(delay, hint_s or 0.0)
+
+    def _requeue_delay(self, attempt: int, hint_s: float | None) -> int:
+        ceiling = min(self._settings.requeue_max_s, self._settings.requeue_base_s * 2.0 ** max(0, attempt - 1))
+        delay = ceiling / 2 + self._jitter() * ceiling / 2
+        return max(1, round(max(delay, hint_s or 0.0)))
+
+    def _defer(self, delivery: Delivery, delay_s: int) -> None:
+        try:
+            self._queue.defer(delivery.receipt_handle, delay_s)
+        except Exception:
+            log.warning("message %s visibility could not be changed", delivery.message_id, exc_info=True)
+
+
+def _decode(job: Job) -> tuple[dict[str, Any], str, str]:
+    """The stored request, its provider and bare model; a broken record is an internal error."""
+    try:
+        body = json.loads(job.request_json or "")
+        provider, _, model = str(body["model"]).strip().partition("/")
+    except (ValueError, KeyError, TypeError):
+        raise InternalError("the stored request could not be read", code="corrupt_job") from None
+    request = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    return request, provider, model.strip()
+
+
+def deliveries_from_records(records: Sequence[dict[str, Any]]) -> list[Delivery]:
+    """SQS event records (as Lambda delivers them) as deliveries."""
+    return [Delivery(r["messageId"], r["receiptHandle"], r["body"]) for r in records]
