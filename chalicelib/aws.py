@@ -2,7 +2,8 @@
 
 Clients are created on first use, after the environment (region, credentials,
 ``AWS_ENDPOINT_URL`` for moto) is in place, and shared across threads (boto3
-clients are thread-safe). ``reset()`` drops them so tests can rebuild under a new mock.
+clients are thread-safe). One boto3 session is kept for the process so service
+models are parsed once. ``reset()`` drops the clients so tests can rebuild under a new mock.
 """
 
 from __future__ import annotations
@@ -22,19 +23,24 @@ _CLIENT_CONFIG = Config(
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_session: boto3.session.Session | None = None
 
 
 def client(service: str) -> Any:
     """The shared client for ``service`` (``dynamodb``, ``sqs``, ``s3``)."""
+    global _session
     found = _clients.get(service)
     if found is not None:
         return found
     with _lock:
         if service not in _clients:
-            _clients[service] = boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+            if _session is None:
+                _session = boto3.session.Session()
+            _clients[service] = _session.client(service, config=_CLIENT_CONFIG)
         return _clients[service]
 
 
 def reset() -> None:
+    """Forget the clients; the session and its parsed service models are kept."""
     with _lock:
         _clients.clear()

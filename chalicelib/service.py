@@ -7,7 +7,6 @@ read-time expiry and type scoping on poll. Knows nothing of HTTP frameworks or A
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from chalicelib.contract import RequestType
 from chalicelib.errors import NotFound, PayloadTooLarge, ServiceUnavailable
 from chalicelib.jobs import Job, JobStatus
 from chalicelib.ports import JobQueue, JobStore
-from chalicelib.validation import ProviderCatalog, parse_json_body, validate
+from chalicelib.validation import ProviderCatalog, canonical_json, parse_json_body, validate
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class JobService:
     ) -> Job:
         body = parse_json_body(raw_body, content_type)
         request = validate(request_type, body, self._catalog)
-        request_json = json.dumps(request.body, separators=(",", ":"), ensure_ascii=False)
+        request_json = canonical_json(request.body)
         if len(request_json.encode()) > self._settings.max_inline_request_bytes:
             raise PayloadTooLarge(f"request body is larger than {self._settings.max_inline_request_bytes} bytes")
         created_ms = now_ms(self._clock)

@@ -51,11 +51,21 @@ def parse_json_body(raw: bytes | None, content_type: str | None) -> dict[str, An
         raise InvalidRequest("request body is empty", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
     return body
+
+
+def canonical_json(body: Mapping[str, Any]) -> str:
+    """Compact JSON text of a validated body; text that is not valid Unicode is refused."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("request body contains an invalid Unicode escape", code="invalid_json") from None
+    return text
 
 
 def validate(request_type: RequestType, body: Mapping[str, Any], catalog: ProviderCatalog) -> InferenceRequest:

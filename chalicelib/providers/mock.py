@@ -40,7 +40,8 @@ def behaviour_for(model: str) -> Behaviour:
     if match := _FAIL.match(model):
         return Behaviour(fail_status=int(match.group(1)))
     if match := _FLAKY.match(model):
-        return Behaviour(fail_status=503, failing_attempts=int(match.group(1)))
+        count = int(match.group(1))
+        return Behaviour(fail_status=503, failing_attempts=count) if count else Behaviour()
     return Behaviour()
 
 

@@ -48,8 +48,11 @@ def parse_response(request_type: RequestType, response: HttpResponse) -> dict[st
     return result
 
 
-def parse_error(response: HttpResponse) -> ProviderError:
-    """OpenAI's ``{"error": {"message", "type", "param", "code"}}`` as a ``ProviderError``."""
+def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderError:
+    """OpenAI's ``{"error": {"message", "type", "param", "code"}}`` as a ``ProviderError``.
+
+    A provider that echoes the caller's key in its message gets it redacted.
+    """
     detail: Mapping[str, Any] = {}
     try:
         body = response.json()
@@ -60,6 +63,8 @@ def parse_error(response: HttpResponse) -> ProviderError:
     except ValueError:
         pass
     message = detail.get("message")
+    if secret and isinstance(message, str):
+        message = message.replace(secret, "[redacted]")
     code = detail.get("code")
     return ProviderError(
         message if isinstance(message, str) and message else f"provider answered HTTP {response.status}",
@@ -93,7 +98,7 @@ class OpenAIProvider:
             self._base_url + PATHS[call.request_type], headers=headers, json_body=build_payload(call)
         )
         if not response.ok:
-            raise parse_error(response)
+            raise parse_error(response, self._api_key)
         return parse_response(call.request_type, response)
 
 
