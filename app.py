@@ -10,10 +10,13 @@ from chalice.app import Chalice, Request, Response, SQSEvent
 
 from chalicelib import web, wiring
 from chalicelib.contract import JSON_ENDPOINTS, Endpoint
+from chalicelib.errors import GatewayError, InternalError
+from chalicelib.files import anthropic_error_body
 from chalicelib.jobs import poll_interval_s, render_job
 from chalicelib.worker import deliveries_from_records
 
 app = Chalice(app_name="asyncgate")
+app.api.binary_types.append("multipart/form-data")
 app.log.setLevel(logging.INFO)
 logging.getLogger("chalicelib").setLevel(logging.INFO)
 
@@ -84,7 +87,25 @@ def health() -> Response:
     return web.json_body(200, {"status": "ok"})
 
 
+def upload_file() -> Response:
+    request = _request()
+    raw = request.raw_body
+    try:
+        uploaded = wiring.container().files.upload(
+            request.headers.get("x-model-provider"),
+            raw.encode() if isinstance(raw, str) else raw,
+            request.headers.get("content-type"),
+        )
+    except GatewayError as error:
+        return web.json_body(error.status, anthropic_error_body(error))
+    except Exception:
+        app.log.exception("file upload failed")
+        return web.json_body(500, anthropic_error_body(InternalError("internal error")))
+    return web.json_body(200, uploaded)
+
+
 _register("/health", {"GET": health}, "health")
+_register("/anthropic/v1/files", {"POST": upload_file}, "anthropic_files")
 
 
 @app.on_sqs_message(queue="asyncgate-jobs", batch_size=10, name="worker")

@@ -33,11 +33,13 @@ class Settings:
     retry_max_s: float = 8.0
     requeue_base_s: int = 5
     requeue_max_s: int = 60
+    min_call_s: float = 10.0
     provider_connect_timeout_s: float = 5.0
     provider_read_timeout_s: float = 240.0
     max_inline_request_bytes: int = 300_000
     max_inline_result_bytes: int = 300_000
     worker_threads: int = 10
+    provider_keys_secret: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,11 +82,13 @@ ENV_NAMES: dict[str, str] = {
     "retry_max_s": "ASYNCGATE_RETRY_MAX_SECONDS",
     "requeue_base_s": "ASYNCGATE_REQUEUE_BASE_SECONDS",
     "requeue_max_s": "ASYNCGATE_REQUEUE_MAX_SECONDS",
+    "min_call_s": "ASYNCGATE_MIN_CALL_SECONDS",
     "provider_connect_timeout_s": "ASYNCGATE_PROVIDER_CONNECT_TIMEOUT",
     "provider_read_timeout_s": "ASYNCGATE_PROVIDER_READ_TIMEOUT",
     "max_inline_request_bytes": "ASYNCGATE_MAX_REQUEST_BYTES",
     "max_inline_result_bytes": "ASYNCGATE_MAX_RESULT_BYTES",
     "worker_threads": "ASYNCGATE_WORKER_THREADS",
+    "provider_keys_secret": "ASYNCGATE_PROVIDER_KEYS_SECRET",
 }
 
 

@@ -13,6 +13,11 @@ from typing import Any
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (an API key a provider echoed) masked."""
+    return text.replace(secret, "[redacted]") if secret else text
+
+
 def is_retryable_status(status: int) -> bool:
     """openai-python's rule: 408, 409, 429 and every 5xx are worth another try."""
     return status in RETRYABLE_STATUSES or status >= 500
@@ -117,7 +122,8 @@ class ConfigurationError(Exception):
 class ProviderError(GatewayError):
     """What a provider answered (or failed to answer), ready for the job's ``error``.
 
-    ``retry_after_s`` is the provider's own hint (``Retry-After``), if any.
+    ``retry_after_s`` is the provider's own hint (``Retry-After``), if any; ``key_rejected``
+    says the provider refused the API key itself (whatever status it used to say so).
     """
 
     is_bifrost_error = False
@@ -131,6 +137,7 @@ class ProviderError(GatewayError):
         code: str | None = None,
         param: str | None = None,
         retry_after_s: float | None = None,
+        key_rejected: bool = False,
     ) -> None:
         super().__init__(
             message,
@@ -140,6 +147,7 @@ class ProviderError(GatewayError):
             error_type=error_type or _default_type(status),
         )
         self.retry_after_s = retry_after_s
+        self.key_rejected = key_rejected or status in (401, 403)
 
 
 def _default_type(status: int) -> str:

@@ -44,6 +44,7 @@ class Job:
     result_json: str | None = None
     error_json: str | None = None
     vk_id: str | None = None
+    route_from: int = 0
 
     def is_expired(self, now_ms: int) -> bool:
         """Read-time expiry: a finished job vanishes the moment ``expires_at`` passes."""

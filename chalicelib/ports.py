@@ -63,8 +63,8 @@ class JobStore(Protocol):
         """Take the lease of a pending job, or of a processing job whose lease expired."""
         ...
 
-    def release(self, job_id: str, owner: str) -> bool:
-        """Give the job back to ``pending`` (it will be retried); False if not the holder."""
+    def release(self, job_id: str, owner: str, route_from: int = 0) -> bool:
+        """Give the job back to ``pending`` to be retried from target ``route_from``; False if not the holder."""
         ...
 
     def finish(self, job_id: str, owner: str, outcome: Outcome) -> bool:

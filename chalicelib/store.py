@@ -82,12 +82,12 @@ class DynamoJobStore:
             return Gone()
         return Claimed(_from_item(updated["Attributes"]))
 
-    def release(self, job_id: str, owner: str) -> bool:
+    def release(self, job_id: str, owner: str, route_from: int = 0) -> bool:
         return self._as_holder(
             job_id,
             owner,
-            "SET #s = :pending REMOVE lease_owner, lease_until",
-            {":pending": {"S": JobStatus.PENDING.value}},
+            "SET #s = :pending, route_from = :route REMOVE lease_owner, lease_until",
+            {":pending": {"S": JobStatus.PENDING.value}, ":route": {"N": str(route_from)}},
         )
 
     def finish(self, job_id: str, owner: str, outcome: Outcome) -> bool:
@@ -150,6 +150,7 @@ _NUMBERS = {
     "completed_at_ms": "completed_at",
     "expires_at_ms": "expires_at",
     "status_code": "status_code",
+    "route_from": "route_from",
 }
 
 

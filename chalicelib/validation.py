@@ -24,6 +24,14 @@ class ModelRef:
     def __str__(self) -> str:
         return f"{self.provider}/{self.model}"
 
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        """``provider/model`` (the model may hold more slashes); ``ValueError`` otherwise."""
+        provider, sep, model = text.strip().partition("/")
+        if not sep or not provider or not model.strip():
+            raise ValueError(text)
+        return cls(provider, model.strip())
+
 
 @dataclass(frozen=True)
 class InferenceRequest:
@@ -82,13 +90,15 @@ def parse_model(value: Any, param: str, request_type: RequestType, catalog: Prov
         raise _missing(param)
     if not isinstance(value, str):
         raise _wrong_type(param, "a string")
-    provider, sep, model = value.strip().partition("/")
-    if not sep or not provider or not model.strip():
+    try:
+        ref = ModelRef.parse(value)
+    except ValueError:
         raise InvalidRequest(
             f"{param} must be in provider/model form, e.g. openai/gpt-4o-mini",
             param=param,
             code="invalid_model",
-        )
+        ) from None
+    provider = ref.provider
     if not catalog.is_known(provider):
         raise InvalidRequest(f"unsupported provider: {provider}", param=param, code="unsupported_provider")
     if not catalog.supports(provider, request_type):
@@ -97,7 +107,7 @@ def parse_model(value: Any, param: str, request_type: RequestType, catalog: Prov
             param=param,
             code="unsupported_request_type",
         )
-    return ModelRef(provider, model.strip())
+    return ref
 
 
 def _parse_fallbacks(value: Any, request_type: RequestType, catalog: ProviderCatalog) -> tuple[ModelRef, ...]:

@@ -14,8 +14,10 @@ from functools import cached_property
 from chalicelib import aws
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.config import Settings
+from chalicelib.files import FilesService
 from chalicelib.job_queue import SqsJobQueue
 from chalicelib.providers.base import ProviderEnv
+from chalicelib.providers.credentials import KeyRing
 from chalicelib.providers.registry import SPECS, ProviderRegistry
 from chalicelib.providers.transport import HttpTransport
 from chalicelib.service import JobService
@@ -38,7 +40,7 @@ class Container:
 
     @cached_property
     def providers(self) -> ProviderRegistry:
-        return ProviderRegistry(SPECS, self._provider_env)
+        return ProviderRegistry(SPECS, self._provider_env, self._keyring)
 
     @cached_property
     def service(self) -> JobService:
@@ -47,6 +49,10 @@ class Container:
     @cached_property
     def worker(self) -> Worker:
         return Worker(self.store, self.queue, self.providers, self.settings, self.clock)
+
+    @cached_property
+    def files(self) -> FilesService:
+        return FilesService(self._provider_env, self.providers)
 
     @cached_property
     def transport(self) -> HttpTransport:
@@ -58,6 +64,16 @@ class Container:
 
     def _provider_env(self) -> ProviderEnv:
         return ProviderEnv(self.settings, dict(os.environ), self.transport, self.clock)
+
+    def _keyring(self) -> KeyRing:
+        secret_id = self.settings.provider_keys_secret
+        if not secret_id:
+            return KeyRing(dict(os.environ))
+
+        def load() -> str:
+            return str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+
+        return KeyRing(dict(os.environ), load)
 
 
 _lock = threading.Lock()

@@ -15,17 +15,19 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.clock import Clock, now_ms
 from chalicelib.config import Settings
-from chalicelib.errors import GatewayError, InternalError, ProviderError
+from chalicelib.errors import GatewayError, InternalError
 from chalicelib.jobs import Job, JobStatus
 from chalicelib.ports import Busy, Claimed, JobQueue, JobStore, Outcome
-from chalicelib.providers.base import Provider, ProviderCall
+from chalicelib.providers.transport import time_limit
+from chalicelib.routing import ProviderSource, Router, Served
 from chalicelib.service import is_job_id
-from chalicelib.validation import GATEWAY_FIELDS
+from chalicelib.validation import GATEWAY_FIELDS, ModelRef
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,6 @@ class Delivery:
     body: str
 
 
-class ProviderSource(Protocol):
-    def get(self, provider: str) -> Provider: ...
-
-
 class Worker:
     def __init__(
         self,
@@ -53,6 +51,7 @@ class Worker:
         clock: Clock,
         new_owner: Callable[[], str] = lambda: uuid.uuid4().hex,
         jitter: Callable[[], float] = random.random,
+        time_limit: Callable[[float], AbstractContextManager[None]] = time_limit,
     ) -> None:
         self._store = store
         self._queue = queue
@@ -61,6 +60,7 @@ class Worker:
         self._clock = clock
         self._new_owner = new_owner
         self._jitter = jitter
+        self._router = Router(providers, settings, clock, jitter, time_limit)
 
     def handle_batch(self, deliveries: Sequence[Delivery], remaining_ms: int | None) -> list[str]:
         """Process deliveries concurrently; return the message ids SQS must deliver again."""
@@ -112,48 +112,29 @@ class Worker:
         if job.attempts > self._settings.max_attempts:
             self._fail(job, owner, InternalError("the job ran out of attempts", code="attempts_exhausted"), {})
             return None
+        kind = job.request_type.value
         try:
-            request, provider, model = _decode(job)
-        except GatewayError as error:
-            self._fail(job, owner, error, {"request_type": job.request_type.value})
+            request, targets = _decode(job)
+            outcome = self._router.route(job.request_type, request, targets, job.route_from, job.attempts, deadline)
+        except GatewayError as broken:
+            self._fail(job, owner, broken, {"request_type": kind})
             return None
-        extra = {"provider": provider, "model_requested": model, "request_type": job.request_type.value}
-        call = ProviderCall(job.request_type, model, request, job.attempts)
-        try:
-            result, latency_ms = self._invoke(provider, call, deadline)
-        except ProviderError as error:
-            if error.retryable and job.attempts < self._settings.max_attempts:
-                if not self._store.release(job.id, owner):
-                    log.warning("job %s lost its lease before release", job.id)
-                    return None
-                delay = self._requeue_delay(job.attempts, error.retry_after_s)
-                log.info("job %s attempt %d failed with %d; retry in %ds", job.id, job.attempts, error.status, delay)
-                return delay
-            self._fail(job, owner, error, extra)
+        if isinstance(outcome, Served):
+            served = {"provider": outcome.target.provider, "model_requested": outcome.target.model}
+            outcome.result["extra_fields"] = {**served, "request_type": kind, "latency_ms": outcome.latency_ms}
+            self._complete(job, owner, outcome.result)
             return None
-        except GatewayError as error:
-            self._fail(job, owner, error, extra)
-            return None
-        result["extra_fields"] = {**extra, "latency_ms": latency_ms}
-        self._complete(job, owner, result)
+        error = outcome.error
+        if outcome.retry_from is not None and job.attempts < self._settings.max_attempts:
+            if not self._store.release(job.id, owner, outcome.retry_from):
+                log.warning("job %s lost its lease before release", job.id)
+                return None
+            delay = self._requeue_delay(job.attempts, error.retry_after_s)
+            log.info("job %s attempt %d failed with %d; retry in %ds", job.id, job.attempts, error.status, delay)
+            return delay
+        extra = {"provider": outcome.target.provider, "model_requested": outcome.target.model, "request_type": kind}
+        self._fail(job, owner, error, extra)
         return None
-
-    def _invoke(self, provider: str, call: ProviderCall, deadline: float) -> tuple[dict[str, Any], int]:
-        adapter = self._providers.get(provider)
-        for retry in range(self._settings.inline_retries + 1):
-            started = self._clock.now()
-            try:
-                result = adapter.invoke(call)
-                return result, int((self._clock.now() - started) * 1000)
-            except ProviderError as error:
-                if not error.retryable or retry == self._settings.inline_retries:
-                    raise
-                delay = self._backoff(retry, error.retry_after_s)
-                if self._clock.now() + delay + self._settings.provider_read_timeout_s > deadline:
-                    raise
-                log.info("provider %s answered %d; retrying in %.2fs", provider, error.status, delay)
-                self._clock.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> None:
         payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
@@ -180,11 +161,6 @@ class Worker:
         else:
             log.warning("job %s lost its lease before it could be marked %s", job.id, status.value)
 
-    def _backoff(self, retry: int, hint_s: float | None) -> float:
-        ceiling = min(self._settings.retry_max_s, self._settings.retry_base_s * 2.0**retry)
-        delay = ceiling / 2 + self._jitter() * ceiling / 2
-        return max(delay, hint_s or 0.0)
-
     def _requeue_delay(self, attempt: int, hint_s: float | None) -> int:
         ceiling = min(self._settings.requeue_max_s, self._settings.requeue_base_s * 2.0 ** max(0, attempt - 1))
         delay = ceiling / 2 + self._jitter() * ceiling / 2
@@ -197,15 +173,16 @@ class Worker:
             log.warning("message %s visibility could not be changed", delivery.message_id, exc_info=True)
 
 
-def _decode(job: Job) -> tuple[dict[str, Any], str, str]:
-    """The stored request, its provider and bare model; a broken record is an internal error."""
+def _decode(job: Job) -> tuple[dict[str, Any], list[ModelRef]]:
+    """The stored request and its targets (model, then fallbacks); a broken record is an internal error."""
     try:
         body = json.loads(job.request_json or "")
-        provider, _, model = str(body["model"]).strip().partition("/")
-    except (ValueError, KeyError, TypeError):
+        targets = [ModelRef.parse(str(body["model"]))]
+        targets += [ModelRef.parse(str(item)) for item in body.get("fallbacks") or []]
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InternalError("the stored request could not be read", code="corrupt_job") from None
     request = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    return request, provider, model.strip()
+    return request, targets
 
 
 def deliveries_from_records(records: Sequence[dict[str, Any]]) -> list[Delivery]:

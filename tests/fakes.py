@@ -79,9 +79,13 @@ class InMemoryJobStore:
                 return Busy(job.lease_until_ms)
             return Gone()
 
-    def release(self, job_id: str, owner: str) -> bool:
+    def release(self, job_id: str, owner: str, route_from: int = 0) -> bool:
         return self._as_holder(
-            job_id, owner, lambda job: replace(job, status=JobStatus.PENDING, lease_owner=None, lease_until_ms=None)
+            job_id,
+            owner,
+            lambda job: replace(
+                job, status=JobStatus.PENDING, lease_owner=None, lease_until_ms=None, route_from=route_from
+            ),
         )
 
     def finish(self, job_id: str, owner: str, outcome: Outcome) -> bool:
@@ -146,13 +150,25 @@ class ScriptedProvider:
 
 
 class StaticProviders:
-    """A provider source with fixed adapters, for worker unit tests."""
+    """A provider source with fixed adapters and keys, for worker unit tests.
 
-    def __init__(self, **providers: Any) -> None:
+    ``keys`` maps a provider to the keys a call should try in order (none: call without a key);
+    ``demoted`` records each key the worker pushed back.
+    """
+
+    def __init__(self, keys: dict[str, tuple[str, ...]] | None = None, **providers: Any) -> None:
         self._providers = providers
+        self._keys = keys or {}
+        self.demoted: list[tuple[str, str]] = []
 
     def get(self, provider: str) -> Any:
         return self._providers[provider]
+
+    def keys_for(self, provider: str) -> tuple[str | None, ...]:
+        return self._keys.get(provider) or (None,)
+
+    def demote_key(self, provider: str, key: str) -> None:
+        self.demoted.append((provider, key))
 
 
 class AllProviders:

@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib.clock import Clock
 from chalicelib.errors import ProviderError
-from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
+from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec, no_key_needed
 from chalicelib.providers.mock_results import BUILDERS, build_result
 
 _SLEEP = re.compile(r"^sleep-(\d{1,7})(ms|s)$")
@@ -90,4 +90,4 @@ def _build(env: ProviderEnv) -> Provider:
     return MockProvider(env.clock)
 
 
-SPEC = ProviderSpec("mock", frozenset(BUILDERS), _build)
+SPEC = ProviderSpec("mock", frozenset(BUILDERS), _build, key_required=no_key_needed)

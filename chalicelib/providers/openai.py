@@ -1,19 +1,20 @@
-"""OpenAI adapter (and any OpenAI-compatible server through ``OPENAI_BASE_URL``).
+"""OpenAI adapter, shared by every OpenAI-compatible provider (groq, together, vllm, …).
 
 Serves chat, completions, responses, embeddings, speech and image generations at the
-paths of OpenAI's API reference below the base URL (which includes ``/v1``). Replies
-are already in the contract's shapes; speech audio comes back base64-encoded.
+paths of OpenAI's API reference below the provider's base URL (which includes the
+version segment, ``/v1`` for OpenAI). Replies are already in the contract's shapes;
+speech audio comes back base64-encoded. ``compatible_spec`` makes a family member.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError
-from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
+from chalicelib.errors import ProviderError, redact
+from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec, key_needed
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -39,13 +40,7 @@ def parse_response(request_type: RequestType, response: HttpResponse) -> dict[st
             "audio": base64.b64encode(response.content).decode("ascii"),
             "content_type": response.headers.get("content-type", "audio/mpeg"),
         }
-    try:
-        result = response.json()
-    except ValueError:
-        raise ProviderError("provider returned a body that is not JSON", status=502, code="invalid_response") from None
-    if not isinstance(result, dict):
-        raise ProviderError("provider returned an unexpected body", status=502, code="invalid_response")
-    return result
+    return response.json_object()
 
 
 def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderError:
@@ -58,13 +53,15 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         body = response.json()
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             detail = body["error"]
+        elif isinstance(body, dict) and isinstance(body.get("error"), str):
+            detail = {"message": body["error"]}
         elif isinstance(body, dict):
             detail = body
     except ValueError:
         pass
     message = detail.get("message")
-    if secret and isinstance(message, str):
-        message = message.replace(secret, "[redacted]")
+    if isinstance(message, str):
+        message = redact(message, secret)
     code = detail.get("code")
     return ProviderError(
         message if isinstance(message, str) and message else f"provider answered HTTP {response.status}",
@@ -77,39 +74,48 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
 
 
 class OpenAIProvider:
-    def __init__(self, transport: HttpTransport, base_url: str, api_key: str | None, requires_key: bool) -> None:
+    def __init__(self, transport: HttpTransport, base_url: str) -> None:
         self._transport = transport
         self._base_url = base_url
-        self._api_key = api_key
-        self._requires_key = requires_key
 
     def invoke(self, call: ProviderCall) -> dict[str, Any]:
-        if self._api_key is None and self._requires_key:
-            raise ProviderError(
-                "no API key is configured for provider openai (set OPENAI_API_KEY)",
-                status=401,
-                error_type="authentication_error",
-                code="missing_api_key",
-            )
         headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        if call.api_key:
+            headers["Authorization"] = f"Bearer {call.api_key}"
         response = self._transport.post(
             self._base_url + PATHS[call.request_type], headers=headers, json_body=build_payload(call)
         )
         if not response.ok:
-            raise parse_error(response, self._api_key)
+            raise parse_error(response, call.api_key)
         return parse_response(call.request_type, response)
 
 
-def _build(env: ProviderEnv) -> Provider:
-    base_url = env.base_url("openai", DEFAULT_BASE_URL)
-    return OpenAIProvider(
-        env.transport,
-        base_url,
-        env.api_key("openai"),
-        requires_key=base_url == DEFAULT_BASE_URL,
+def compatible_spec(
+    name: str,
+    default_base_url: str,
+    request_types: Iterable[RequestType],
+    *,
+    key_required: Callable[[ProviderEnv], bool] | None = None,
+    ensure_suffix: str = "",
+    key_variables: tuple[str, ...] = (),
+) -> ProviderSpec:
+    """A provider that speaks OpenAI's API at its own base URL, with its own key variable."""
+
+    def build(env: ProviderEnv) -> Provider:
+        return OpenAIProvider(env.transport, env.base_url(name, default_base_url, ensure=ensure_suffix))
+
+    return ProviderSpec(
+        name,
+        frozenset(request_types),
+        build,
+        key_variables=key_variables,
+        key_required=key_required or key_needed,
     )
 
 
-SPEC = ProviderSpec("openai", frozenset(PATHS), _build)
+def _openai_needs_key(env: ProviderEnv) -> bool:
+    """OpenAI itself needs a key; a self-hosted server behind ``OPENAI_BASE_URL`` may not."""
+    return env.base_url("openai", DEFAULT_BASE_URL) == DEFAULT_BASE_URL
+
+
+SPEC = compatible_spec("openai", DEFAULT_BASE_URL, PATHS, key_required=_openai_needs_key)

@@ -1,17 +1,21 @@
 """The only module that talks HTTP to providers (through ``requests``).
 
 Owns connection pooling, connect/read timeouts and the translation of network
-failures into ``ProviderError`` (timeouts → 504, unreachable → 502). It never logs
-or returns headers, URLs or bodies, so keys in them cannot leak.
+failures into ``ProviderError`` (timeouts → 504, unreachable → 502). A caller may
+bound every request made in a block with ``time_limit`` (the worker does, so no call
+outlives the Lambda). It never logs or returns headers, URLs or bodies, so keys in
+them cannot leak.
 """
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +38,39 @@ class HttpResponse:
     def json(self) -> Any:
         return json.loads(self.content)
 
+    def json_object(self) -> dict[str, Any]:
+        """The reply as a JSON object; anything else from a provider is a 502."""
+        try:
+            result = self.json()
+        except ValueError:
+            raise ProviderError(
+                "provider returned a body that is not JSON", status=502, code="invalid_response"
+            ) from None
+        if not isinstance(result, dict):
+            raise ProviderError("provider returned an unexpected body", status=502, code="invalid_response")
+        return result
+
     def retry_after_s(self) -> float | None:
         return retry_after_seconds(self.headers)
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("provider_deadline", default=None)
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Every request made in this block (in this thread) must end within ``seconds``."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining_time_s(default: float) -> float:
+    """What is left of the current ``time_limit`` (``default`` outside one), never negative."""
+    deadline = _deadline.get()
+    return default if deadline is None else max(0.0, min(default, deadline - time.monotonic()))
 
 
 class HttpTransport:
@@ -67,6 +102,9 @@ class HttpTransport:
         data: Mapping[str, Any] | None = None,
         files: Mapping[str, Any] | None = None,
     ) -> HttpResponse:
+        read_timeout = remaining_time_s(self._timeout[1])
+        if read_timeout <= 0:
+            raise _timed_out(0)
         try:
             reply = self._session.request(
                 method,
@@ -75,21 +113,25 @@ class HttpTransport:
                 json=json_body,
                 data=data,
                 files=files,
-                timeout=self._timeout,
+                timeout=(min(self._timeout[0], read_timeout), read_timeout),
                 allow_redirects=False,
             )
         except requests.Timeout:
-            raise ProviderError(
-                f"provider did not answer within {self._timeout[1]:g} seconds",
-                status=504,
-                error_type="timeout_error",
-                code="provider_timeout",
-            ) from None
+            raise _timed_out(read_timeout) from None
         except requests.ConnectionError:
             raise ProviderError("could not connect to the provider", status=502, code="provider_unreachable") from None
         except requests.RequestException:
             raise ProviderError("the provider request failed", status=502, code="provider_request_failed") from None
         return HttpResponse(reply.status_code, reply.headers, reply.content)
+
+
+def _timed_out(seconds: float) -> ProviderError:
+    return ProviderError(
+        f"provider did not answer within {seconds:g} seconds",
+        status=504,
+        error_type="timeout_error",
+        code="provider_timeout",
+    )
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -15,9 +15,12 @@ from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
 from chalicelib.providers import openai
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv
+from chalicelib.providers.credentials import KeyRing
+from chalicelib.providers.registry import ProviderRegistry
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 from tests.fakes import FakeClock
-from tests.support.openai_fake import PNG_PIXEL, SPEECH_AUDIO, OpenAIFake, closed_port, embedding_vector, error_body
+from tests.support.fake_http import closed_port
+from tests.support.openai_fake import PNG_PIXEL, SPEECH_AUDIO, OpenAIFake, embedding_vector, error_body
 
 API_KEY = "sk-test-4f1c9a7e2b6d8035"
 CHAT = "/chat/completions"
@@ -50,20 +53,27 @@ def fake() -> Iterator[OpenAIFake]:
         yield server
 
 
+class KeyedProvider:
+    """The adapter as the worker drives it: each call carries the key the registry picks."""
+
+    def __init__(self, registry: ProviderRegistry) -> None:
+        self._registry = registry
+
+    def invoke(self, call: ProviderCall) -> dict[str, Any]:
+        key = self._registry.keys_for("openai")[0]
+        return self._registry.get("openai").invoke(replace(call, api_key=key))
+
+
 def build(
     base_url: str | None,
     api_key: str | None = API_KEY,
     read_timeout_s: float = 5.0,
     transport: HttpTransport | None = None,
 ) -> Provider:
-    environ = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": api_key}
-    env = ProviderEnv(
-        Settings(),
-        {name: value for name, value in environ.items() if value is not None},
-        transport or HttpTransport(1.0, read_timeout_s),
-        FakeClock(),
-    )
-    return openai.SPEC.build(env)
+    given = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": api_key}
+    environ = {name: value for name, value in given.items() if value is not None}
+    env = ProviderEnv(Settings(), environ, transport or HttpTransport(1.0, read_timeout_s), FakeClock())
+    return KeyedProvider(ProviderRegistry([openai.SPEC], lambda: env, lambda: KeyRing(environ)))
 
 
 def chat_call(**extra: Any) -> ProviderCall:

@@ -10,7 +10,8 @@ import pytest
 
 from chalicelib.errors import ProviderError
 from chalicelib.providers.transport import HttpResponse, HttpTransport, retry_after_seconds
-from tests.support.openai_fake import OpenAIFake, closed_port, error_body
+from tests.support.fake_http import closed_port
+from tests.support.openai_fake import OpenAIFake, error_body
 
 SECRET = "sk-secret-90b1c2d3e4f5"
 

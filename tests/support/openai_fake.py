@@ -18,17 +18,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 import pytest
+
+from tests.support.fake_http import FakeHttpServer, Json, RecordedRequest, Reply, form_parts, json_reply
 
 PREFIX = "/v1"
 SPEECH_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x64" + bytes(range(64))
@@ -36,8 +33,6 @@ PNG_PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac", "wav": "audio/wav"}
-Json = dict[str, Any]
-Reply = tuple[int, dict[str, str], bytes]  # status, headers, body
 NO_KEY_HINT = "You need to provide your API key in an Authorization header using Bearer auth."
 KEYS_HINT = "You can find your API key at https://platform.openai.com/account/api-keys."
 
@@ -63,93 +58,28 @@ def masked(key: str) -> str:
     return key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 7 else "*" * len(key)
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    headers: Mapping[str, str]  # names lower-cased
-    body: bytes
-    json: Any  # the parsed JSON body, or None
-    client_port: int
-
-
-@dataclass
-class _Rule:
-    path: str
-    status: int
-    content: bytes
-    headers: dict[str, str]
-    delay_s: float
-    times: int | None
-
-
-class OpenAIFake:
+class OpenAIFake(FakeHttpServer):
     """Start with ``with`` (or ``start()``/``stop()``); ``api_key=None`` accepts any caller.
 
     The key is checked before any scripted answer, as OpenAI authenticates before anything else.
     """
 
     def __init__(self, api_key: str | None = "sk-test") -> None:
+        super().__init__()
         self.api_key = api_key
-        self._records: list[RecordedRequest] = []
-        self._rules: list[_Rule] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> OpenAIFake:
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="openai-fake", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> OpenAIFake:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start the fake first"
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PREFIX}"
+        return f"{self.root_url}{PREFIX}"
 
     def environ(self) -> dict[str, str]:
         """The variables that point the gateway's OpenAI provider at this fake."""
         return {"OPENAI_BASE_URL": self.base_url, **({"OPENAI_API_KEY": self.api_key} if self.api_key else {})}
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._records)
+    def full_path(self, path: str) -> str:
+        """Paths may be given below ``/v1`` (``/chat/completions``) or in full."""
+        return path if path.startswith(PREFIX + "/") else PREFIX + path
 
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        full = _full_path(path)
-        return [r for r in self.requests if r.path == full]
-
-    def reset(self) -> None:
-        """Forget recorded requests and scripted answers."""
-        with self._lock:
-            self._records.clear()
-            self._rules.clear()
-
-    # scripting (rules are used first-in first-out; ``times=None`` means for ever) -------
     def script_error(
         self,
         path: str,
@@ -160,52 +90,17 @@ class OpenAIFake:
     ) -> None:
         """Answer ``status`` with an OpenAI error body (a default one for the status if none)."""
         payload = body if body is not None else DEFAULT_ERRORS.get(status, error_body("Error.", "api_error"))
-        self.script_raw(path, status, json.dumps(payload).encode(), "application/json", headers, times)
+        self.script_json(path, status, payload, headers, times)
 
-    def script_raw(
-        self,
-        path: str,
-        status: int,
-        content: bytes,
-        content_type: str = "text/html; charset=utf-8",
-        headers: Mapping[str, str] | None = None,
-        times: int | None = None,
-    ) -> None:
-        """Answer exactly these bytes (e.g. a proxy's HTML page instead of JSON)."""
-        merged = {"Content-Type": content_type, **(headers or {})}
-        self._add(_Rule(_full_path(path), status, content, merged, 0.0, times))
-
-    def script_delay(self, path: str, seconds: float, times: int | None = None) -> None:
-        """Stall ``seconds`` before the normal answer (longer than a client's read timeout)."""
-        self._add(_Rule(_full_path(path), 0, b"", {}, seconds, times))
-
-    def _add(self, rule: _Rule) -> None:
-        with self._lock:
-            self._rules.append(rule)
-
-    def _take_rule(self, path: str) -> _Rule | None:
-        with self._lock:
-            for rule in self._rules:
-                if rule.path == path and rule.times != 0:
-                    if rule.times is not None:
-                        rule.times -= 1
-                    return rule
-        return None
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._records.append(request)
-
-    def _answer(self, request: RecordedRequest) -> Reply:
-        """The status, headers and body for one recorded request."""
+    def authorize(self, request: RecordedRequest) -> Reply | None:
         auth = request.headers.get("authorization")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             return _json(401, _auth_error(auth))
-        rule = self._take_rule(request.path)
-        if rule is not None and rule.delay_s > 0:
-            self._stopping.wait(rule.delay_s)
-        elif rule is not None:
-            return rule.status, dict(rule.headers), rule.content
+        return None
+
+    def respond(self, request: RecordedRequest) -> Reply:
+        if request.method == "POST" and request.path == PREFIX + "/files":
+            return _files(request)
         route = ROUTES.get(request.path.removeprefix(PREFIX)) if request.path.startswith(PREFIX + "/") else None
         if request.method != "POST" or route is None:
             message = f"Invalid URL ({request.method} {request.path})"
@@ -215,60 +110,15 @@ class OpenAIFake:
             return _json(400, error_body(message, "invalid_request_error"))
         if not isinstance(request.json.get("model"), str):
             return _json(400, error_body("you must provide a model parameter", "invalid_request_error"))
-        return route(request.json)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: OpenAIFake) -> None:
-        super().__init__(address, handler)
-        self.fake = fake
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (read timeout) is expected; stay quiet."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds an idle keep-alive connection is kept
-
-    def do_POST(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Server)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        parsed: Any = None
-        if headers.get("content-type", "").startswith("application/json"):
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-        request = RecordedRequest(self.command, self.path, headers, raw, parsed, int(self.client_address[1]))
-        self.server.fake._record(request)
-        status, reply_headers, content = self.server.fake._answer(request)
-        try:
-            self.send_response(status)
-            reply_headers.setdefault("x-request-id", "req_" + hashlib.sha1(raw).hexdigest()[:24])
-            reply_headers.setdefault("openai-processing-ms", "12")
-            for name, value in reply_headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No access log on stderr."""
+        status, headers, content = route(request.json)
+        headers.setdefault("x-request-id", "req_" + hashlib.sha1(request.body).hexdigest()[:24])
+        headers.setdefault("openai-processing-ms", "12")
+        return status, headers, content
 
 
 # OpenAI-shaped replies ------------------------------------------------------------------
 def _json(status: int, body: Json) -> Reply:
-    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+    return json_reply(status, body)
 
 
 def _auth_error(auth: str | None) -> Json:
@@ -367,6 +217,19 @@ def _images(body: Json) -> Reply:
     return _json(200, {"created": int(time.time()), "data": data, "usage": usage})
 
 
+def _files(request: RecordedRequest) -> Reply:
+    """OpenAI's file upload: multipart ``file`` and ``purpose`` → a ``file`` object."""
+    parts = {part.name: part for part in form_parts(request.headers.get("content-type", ""), request.body)}
+    upload, purpose = parts.get("file"), parts.get("purpose")
+    if upload is None or purpose is None:
+        missing = "file" if upload is None else "purpose"
+        return _json(400, error_body(f"Missing required parameter: '{missing}'.", "invalid_request_error", missing))
+    digest = hashlib.sha1(upload.content).hexdigest()[:24]
+    body = {"id": f"file-{digest}", "object": "file", "bytes": len(upload.content), "created_at": int(time.time())}
+    body |= {"filename": upload.filename, "purpose": purpose.content.decode(), "status": "processed"}
+    return _json(200, body)
+
+
 ROUTES: dict[str, Callable[[Json], Reply]] = {
     "/chat/completions": _chat,
     "/completions": _completion,
@@ -375,18 +238,6 @@ ROUTES: dict[str, Callable[[Json], Reply]] = {
     "/audio/speech": _speech,
     "/images/generations": _images,
 }
-
-
-def _full_path(path: str) -> str:
-    """Paths may be given below ``/v1`` (``/chat/completions``) or in full."""
-    return path if path.startswith(PREFIX + "/") else PREFIX + path
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

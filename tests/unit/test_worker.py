@@ -253,7 +253,7 @@ TIGHT = Settings(inline_retries=3, retry_base_s=1.0, retry_max_s=8.0, provider_r
 
 @pytest.mark.parametrize(
     ("settings", "spare_s", "sleeps"),
-    [(TIGHT, 1.0 + 2.0 + 1.0, [1.0, 2.0]), (TIGHT, 0.5, []), (Settings(), -DEADLINE_MARGIN_S - 1, [])],
+    [(TIGHT, 1.0 + 2.0 + 1.0, [1.0, 2.0]), (TIGHT, 0.5, []), (Settings(), 0.4, [])],
 )
 def test_inline_retries_stop_when_another_call_would_pass_the_deadline(
     settings: Settings, spare_s: float, sleeps: list[float]
@@ -261,7 +261,7 @@ def test_inline_retries_stop_when_another_call_would_pass_the_deadline(
     provider = ScriptedProvider(overloaded(503))
     rig = make_rig(provider, settings)
     job_id = add_job(rig)
-    remaining_s = DEADLINE_MARGIN_S + settings.provider_read_timeout_s + spare_s
+    remaining_s = DEADLINE_MARGIN_S + settings.min_call_s + spare_s
 
     delay = rig.deliver(job_id, remaining_ms=int(remaining_s * 1000))
 
@@ -269,6 +269,19 @@ def test_inline_retries_stop_when_another_call_would_pass_the_deadline(
     assert len(provider.calls) == len(sleeps) + 1
     assert delay is not None
     assert rig.job(job_id).status == JobStatus.PENDING
+
+
+def test_no_call_starts_when_the_attempt_has_too_little_time_left() -> None:
+    provider = ScriptedProvider(RESULT)
+    rig = make_rig(provider)
+    job_id = add_job(rig)
+
+    delay = rig.deliver(job_id, remaining_ms=int((DEADLINE_MARGIN_S + rig.settings.min_call_s - 1) * 1000))
+
+    assert provider.calls == []
+    assert delay is not None
+    assert rig.job(job_id).status == JobStatus.PENDING
+    assert rig.job(job_id).attempts == 1
 
 
 MISSING_JOB = str(uuid.UUID(int=7))
