@@ -11,7 +11,7 @@ choice, no HTTP except through ``env.transport``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.clock import Clock
@@ -19,6 +19,7 @@ from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError, redact
 from chalicelib.providers import shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
+from chalicelib.providers.http_api import JsonApi, Operation, dispatch
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
@@ -342,10 +343,9 @@ def _invalid(message: str) -> ProviderError:
 
 class CohereProvider:
     def __init__(self, transport: HttpTransport, base_url: str, clock: Clock) -> None:
-        self._transport = transport
-        self._base_url = base_url
+        self._api = JsonApi(transport, base_url, parse_error)
         self._clock = clock
-        self._operations: dict[RequestType, Callable[[ProviderCall], dict[str, Any]]] = {
+        self._operations: dict[RequestType, Operation] = {
             RequestType.CHAT_COMPLETION: lambda call: self._chat(call.model, call.body, call.api_key),
             RequestType.RESPONSES: self._responses,
             RequestType.EMBEDDING: self._embed,
@@ -353,12 +353,7 @@ class CohereProvider:
         }
 
     def invoke(self, call: ProviderCall) -> dict[str, Any]:
-        operation = self._operations.get(call.request_type)
-        if operation is None:
-            raise ProviderError(
-                f"cohere does not serve {call.request_type.value}", status=400, code="unsupported_request_type"
-            )
-        return operation(call)
+        return dispatch("cohere", self._operations, call)
 
     def _chat(self, model: str, body: Mapping[str, Any], api_key: str | None) -> dict[str, Any]:
         reply = self._post(PATHS[RequestType.CHAT_COMPLETION], build_chat_payload(model, body), api_key)
@@ -377,13 +372,7 @@ class CohereProvider:
         return parse_rerank_response(reply, call.body, call.model)
 
     def _post(self, path: str, payload: Mapping[str, Any], api_key: str | None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        response = self._transport.post(self._base_url + path, headers=headers, json_body=payload)
-        if not response.ok:
-            raise parse_error(response, api_key)
-        return response.json_object()
+        return self._api.post(path, payload, api_key).json_object()
 
 
 def _build(env: ProviderEnv) -> Provider:

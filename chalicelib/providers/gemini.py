@@ -15,15 +15,16 @@ import base64
 import hashlib
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from chalicelib.clock import Clock
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError, redact
-from chalicelib.providers import gemini_chat, shapes
+from chalicelib.providers import gemini_chat, gemini_reply, shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
+from chalicelib.providers.http_api import JsonApi, Operation, dispatch
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -60,7 +61,7 @@ def build_payload(call: ProviderCall) -> dict[str, Any]:
 
 def parse_response(call: ProviderCall, response: HttpResponse, created: int) -> dict[str, Any]:
     """The chat completion (or Responses object) for a ``generateContent`` reply."""
-    chat = gemini_chat.chat_from_reply(
+    chat = gemini_reply.chat_from_reply(
         response.json_object(),
         model=call.model,
         created=created,
@@ -178,24 +179,23 @@ def _duration_s(value: Any) -> float | None:
 # the provider ----------------------------------------------------------------------------------
 
 
+def google_key(api_key: str | None) -> dict[str, str]:
+    """Google's API key header (never the ``?key=`` query, which could leak through a URL)."""
+    return {"x-goog-api-key": api_key} if api_key else {}
+
+
 class GeminiProvider:
     def __init__(self, transport: HttpTransport, base_url: str, clock: Clock) -> None:
-        self._transport = transport
-        self._base_url = base_url
+        self._api = JsonApi(transport, base_url, parse_error, google_key)
         self._clock = clock
-        self._handlers: dict[RequestType, Callable[[ProviderCall], dict[str, Any]]] = {
+        self._handlers: dict[RequestType, Operation] = {
             RequestType.CHAT_COMPLETION: self._generate,
             RequestType.RESPONSES: self._generate,
             RequestType.EMBEDDING: self._embed,
         }
 
     def invoke(self, call: ProviderCall) -> dict[str, Any]:
-        handler = self._handlers.get(call.request_type)
-        if handler is None:
-            raise ProviderError(
-                f"gemini does not serve {call.request_type.value}", status=400, code="unsupported_request_type"
-            )
-        return handler(call)
+        return dispatch("gemini", self._handlers, call)
 
     def _generate(self, call: ProviderCall) -> dict[str, Any]:
         payload = build_payload(call)
@@ -215,13 +215,7 @@ class GeminiProvider:
         return embedding_result(call, vectors, tokens)
 
     def _post(self, path: str, payload: dict[str, Any], api_key: str | None) -> HttpResponse:
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["x-goog-api-key"] = api_key
-        response = self._transport.post(self._base_url + path, headers=headers, json_body=payload)
-        if not response.ok:
-            raise parse_error(response, api_key)
-        return response
+        return self._api.post(path, payload, api_key)
 
 
 def build(env: ProviderEnv) -> Provider:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.clock import Clock
@@ -28,6 +28,7 @@ from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError, redact
 from chalicelib.providers import shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
+from chalicelib.providers.http_api import JsonApi, Operation, dispatch
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -327,10 +328,9 @@ def _invalid(message: str) -> ProviderError:
 
 class MistralProvider:
     def __init__(self, transport: HttpTransport, base_url: str, clock: Clock) -> None:
-        self._transport = transport
-        self._base_url = base_url
+        self._api = JsonApi(transport, base_url, parse_error)
         self._clock = clock
-        self._operations: dict[RequestType, Callable[[ProviderCall], dict[str, Any]]] = {
+        self._operations: dict[RequestType, Operation] = {
             RequestType.CHAT_COMPLETION: lambda call: self._chat(call.model, call.body, call.api_key),
             RequestType.RESPONSES: self._responses,
             RequestType.EMBEDDING: self._embed,
@@ -338,12 +338,7 @@ class MistralProvider:
         }
 
     def invoke(self, call: ProviderCall) -> dict[str, Any]:
-        operation = self._operations.get(call.request_type)
-        if operation is None:
-            raise ProviderError(
-                f"mistral does not serve {call.request_type.value}", status=400, code="unsupported_request_type"
-            )
-        return operation(call)
+        return dispatch("mistral", self._operations, call)
 
     def _chat(self, model: str, body: Mapping[str, Any], api_key: str | None) -> dict[str, Any]:
         reply = self._post(PATHS[RequestType.CHAT_COMPLETION], build_chat_payload(model, body), api_key)
@@ -362,13 +357,7 @@ class MistralProvider:
         return parse_ocr_response(reply)
 
     def _post(self, path: str, payload: Mapping[str, Any], api_key: str | None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        response = self._transport.post(self._base_url + path, headers=headers, json_body=payload)
-        if not response.ok:
-            raise parse_error(response, api_key)
-        return response.json_object()
+        return self._api.post(path, payload, api_key).json_object()
 
 
 def _build(env: ProviderEnv) -> Provider:

@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.providers import gemini_chat
+from chalicelib.providers import gemini_chat, gemini_reply
 
 Part = dict[str, Any]
 
@@ -147,7 +147,7 @@ def test_reply_function_calls_become_unique_tool_calls_that_translate_back_uncha
     if response_id:
         reply["responseId"] = response_id
 
-    result = gemini_chat.chat_from_reply(reply, model="m", created=0, fallback_id="chatcmpl-x")
+    result = gemini_reply.chat_from_reply(reply, model="m", created=0, fallback_id="chatcmpl-x")
 
     message = result["choices"][0]["message"]
     calls = message.get("tool_calls", [])
