@@ -36,8 +36,9 @@ class Settings:
     min_call_s: float = 10.0
     provider_connect_timeout_s: float = 5.0
     provider_read_timeout_s: float = 240.0
-    max_inline_request_bytes: int = 300_000
-    max_inline_result_bytes: int = 300_000
+    max_request_bytes: int = 6_000_000
+    inline_limit_bytes: int = 32_768
+    max_inline_response_bytes: int = 5_000_000
     worker_threads: int = 10
     provider_keys_secret: str = ""
 
@@ -64,6 +65,8 @@ class Settings:
             raise ConfigurationError("max attempts must be at least 1 and inline retries not negative")
         if self.lease_s <= self.provider_read_timeout_s:
             raise ConfigurationError("the lease must outlast the provider read timeout")
+        if not 0 < self.inline_limit_bytes <= 350_000:
+            raise ConfigurationError("the inline limit must leave room under DynamoDB's 400 KB item size")
         if self.worker_threads < 1:
             raise ConfigurationError("worker threads must be at least 1")
 
@@ -85,8 +88,9 @@ ENV_NAMES: dict[str, str] = {
     "min_call_s": "ASYNCGATE_MIN_CALL_SECONDS",
     "provider_connect_timeout_s": "ASYNCGATE_PROVIDER_CONNECT_TIMEOUT",
     "provider_read_timeout_s": "ASYNCGATE_PROVIDER_READ_TIMEOUT",
-    "max_inline_request_bytes": "ASYNCGATE_MAX_REQUEST_BYTES",
-    "max_inline_result_bytes": "ASYNCGATE_MAX_RESULT_BYTES",
+    "max_request_bytes": "ASYNCGATE_MAX_REQUEST_BYTES",
+    "inline_limit_bytes": "ASYNCGATE_INLINE_LIMIT_BYTES",
+    "max_inline_response_bytes": "ASYNCGATE_MAX_INLINE_RESPONSE_BYTES",
     "worker_threads": "ASYNCGATE_WORKER_THREADS",
     "provider_keys_secret": "ASYNCGATE_PROVIDER_KEYS_SECRET",
 }

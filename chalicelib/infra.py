@@ -13,7 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.blobs import REQUESTS, RESULTS, UPLOADS
 from chalicelib.config import DAY_S, Settings
+from chalicelib.items import CALLER_INDEX
+from chalicelib.job_index import INDEXED_ATTRIBUTES
 
 WORKER_TIMEOUT_S = 300
 QUEUE_VISIBILITY_S = 6 * WORKER_TIMEOUT_S
@@ -35,7 +38,7 @@ def ensure(settings: Settings, dynamodb: Any, sqs: Any, s3: Any) -> dict[str, st
     """Create whatever is missing; returns the queue URLs."""
     ensure_table(dynamodb, settings.jobs_table)
     urls = ensure_queues(sqs, settings)
-    ensure_bucket(s3, settings.bucket, settings.max_ttl_s)
+    ensure_bucket(s3, settings)
     return urls
 
 
@@ -43,8 +46,22 @@ def ensure_table(dynamodb: Any, table: str) -> None:
     try:
         dynamodb.create_table(
             TableName=table,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            AttributeDefinitions=[
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": "caller", "AttributeType": "S"},
+                {"AttributeName": "created_at", "AttributeType": "N"},
+            ],
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": CALLER_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "caller", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(INDEXED_ATTRIBUTES)},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
             SSESpecification={"Enabled": True},
         )
@@ -73,7 +90,8 @@ def ensure_queues(sqs: Any, settings: Settings) -> dict[str, str]:
     return {"queue_url": queue_url, "dlq_url": dlq_url}
 
 
-def ensure_bucket(s3: Any, bucket: str, max_ttl_s: int) -> None:
+def ensure_bucket(s3: Any, settings: Settings) -> None:
+    bucket = settings.bucket
     try:
         region = s3.meta.region_name
         if region == "us-east-1":
@@ -92,17 +110,36 @@ def ensure_bucket(s3: Any, bucket: str, max_ttl_s: int) -> None:
             "RestrictPublicBuckets": True,
         },
     )
-    expiry_days = -(-max_ttl_s // DAY_S) + 1
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "expire-payloads",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "Expiration": {"Days": expiry_days},
-                }
-            ]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(settings)})
+
+
+def lifecycle_rules(settings: Settings) -> list[dict[str, Any]]:
+    """Results live as long as the longest TTL allows; requests and uploads as long as a job may stay open."""
+    results_days = -(-settings.max_ttl_s // DAY_S) + 1
+    inputs_days = -(-settings.open_job_horizon_s // DAY_S) + 1
+    return [
+        {
+            "ID": "expire-results",
+            "Status": "Enabled",
+            "Filter": {"Prefix": RESULTS},
+            "Expiration": {"Days": results_days},
         },
-    )
+        {
+            "ID": "expire-requests",
+            "Status": "Enabled",
+            "Filter": {"Prefix": REQUESTS},
+            "Expiration": {"Days": inputs_days},
+        },
+        {
+            "ID": "expire-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": UPLOADS},
+            "Expiration": {"Days": inputs_days},
+        },
+        {
+            "ID": "abort-incomplete",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+    ]

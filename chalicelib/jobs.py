@@ -27,8 +27,14 @@ class JobStatus(StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+ANONYMOUS = "anonymous"
+
+
 @dataclass(frozen=True)
 class Job:
+    """A job as stored. ``caller`` scopes it (a virtual key's id, or ``anonymous``);
+    ``*_ref`` name blobs holding a request or result too large for the item."""
+
     id: str
     request_type: RequestType
     status: JobStatus
@@ -43,16 +49,24 @@ class Job:
     status_code: int | None = None
     result_json: str | None = None
     error_json: str | None = None
-    vk_id: str | None = None
     route_from: int = 0
+    caller: str = ANONYMOUS
+    request_ref: str | None = None
+    result_ref: str | None = None
+    result_size: int | None = None
+    cancel_requested: bool = False
 
     def is_expired(self, now_ms: int) -> bool:
         """Read-time expiry: a finished job vanishes the moment ``expires_at`` passes."""
         return self.expires_at_ms is not None and self.expires_at_ms <= now_ms
 
 
-def render_job(job: Job) -> str:
-    """The poll/submit body as JSON text; open jobs carry only id, status, created_at."""
+def render_job(job: Job, result_json: str | None = None, result_url: str | None = None) -> str:
+    """The poll/submit body as JSON text; open jobs carry only id, status, created_at.
+
+    A result kept as a blob is passed in: as its text (``result_json``), or, when too large
+    for a response, as a URL (``result_url``) with ``"result": null`` and its size.
+    """
     head: dict[str, object] = {
         "id": job.id,
         "status": job.status.value,
@@ -66,9 +80,12 @@ def render_job(job: Job) -> str:
         head["expires_at"] = rfc3339(job.expires_at_ms)
     if job.status_code is not None:
         head["status_code"] = job.status_code
+    if result_url is not None:
+        head |= {"result": None, "result_url": result_url, "result_size_bytes": job.result_size}
     text = json.dumps(head, separators=(",", ":"))
-    if job.result_json is not None:
-        text = f'{text[:-1]},"result":{job.result_json}}}'
+    inline = job.result_json if job.result_json is not None else result_json
+    if inline is not None and result_url is None:
+        text = f'{text[:-1]},"result":{inline}}}'
     if job.error_json is not None:
         text = f'{text[:-1]},"error":{job.error_json}}}'
     return text
@@ -78,3 +95,26 @@ def poll_interval_s(job: Job, now_ms: int) -> int:
     """Suggested ``Retry-After`` for an open job: 1 s at first, slower as it ages, at most 30 s."""
     age_s = max(0, now_ms - job.created_at_ms) // 1000
     return int(min(30, max(1, age_s // 10)))
+
+
+def render_submitted(job: Job) -> str:
+    """The submit answer: id, status and creation time only (also for an idempotent replay)."""
+    head = {"id": job.id, "status": job.status.value, "created_at": rfc3339(job.created_at_ms)}
+    return json.dumps(head, separators=(",", ":"))
+
+
+def summary(job: Job) -> dict[str, object]:
+    """A job as a listing shows it: no result, no error body."""
+    item: dict[str, object] = {
+        "id": job.id,
+        "request_type": job.request_type.value,
+        "status": job.status.value,
+        "created_at": rfc3339(job.created_at_ms),
+    }
+    if job.completed_at_ms is not None:
+        item["completed_at"] = rfc3339(job.completed_at_ms)
+    if job.expires_at_ms is not None:
+        item["expires_at"] = rfc3339(job.expires_at_ms)
+    if job.status_code is not None:
+        item["status_code"] = job.status_code
+    return item

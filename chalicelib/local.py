@@ -80,12 +80,10 @@ class LocalStack:
         urls = infra.ensure(settings, aws.client("dynamodb"), aws.client("sqs"), aws.client("s3"))
         app = factory.load_chalice_app()
         worker_timeout = config.scope(STAGE, "worker").lambda_timeout or infra.WORKER_TIMEOUT_S
+        sqs = aws.client("sqs")
         for _ in range(self._pollers_wanted):
-            poller = SqsPoller(
-                aws.client("sqs"), urls["queue_url"], app.handler_map["worker"], "worker", worker_timeout
-            )
-            self._pollers.append(poller)
-            self._spawn(poller.run)
+            self._poll(SqsPoller(sqs, urls["queue_url"], app.handler_map["worker"], "worker", worker_timeout))
+        self._poll(SqsPoller(sqs, urls["dlq_url"], app.handler_map["dead_letters"], "dead_letters", 60))
         self._server = LocalDevServer(app, config, self.host, self.port, handler_cls=GatewayRequestHandler)
         self.port = self._server.server.server_address[1]
         self._spawn(self._server.server.serve_forever)
@@ -98,6 +96,10 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self._moto.stop()
+
+    def _poll(self, poller: SqsPoller) -> None:
+        self._pollers.append(poller)
+        self._spawn(poller.run)
 
     def _spawn(self, target: Any) -> None:
         thread = threading.Thread(target=target, daemon=True)

@@ -21,6 +21,7 @@ from chalicelib.clock import Clock
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
+from chalicelib.multipart import FilePart
 from chalicelib.providers.base import Provider, ProviderCall
 from chalicelib.validation import ModelRef
 
@@ -90,6 +91,7 @@ class Router:
         self,
         request_type: RequestType,
         body: Mapping[str, Any],
+        files: Mapping[str, FilePart],
         targets: Sequence[ModelRef],
         start: int,
         attempt: int,
@@ -101,7 +103,7 @@ class Router:
         for index in range(min(start, len(targets) - 1), len(targets)):
             target = targets[index]
             try:
-                return self._serve(request_type, body, target, attempt, deadline)
+                return self._serve(request_type, body, files, target, attempt, deadline)
             except _OutOfTime as stop:
                 return Failed(stop.error, target, retry_from=index)
             except ProviderError as error:
@@ -114,14 +116,20 @@ class Router:
         return Failed(last.error, last.target, retry_from=0 if retryable_seen and falls_back(last.error) else None)
 
     def _serve(
-        self, request_type: RequestType, body: Mapping[str, Any], target: ModelRef, attempt: int, deadline: float
+        self,
+        request_type: RequestType,
+        body: Mapping[str, Any],
+        files: Mapping[str, FilePart],
+        target: ModelRef,
+        attempt: int,
+        deadline: float,
     ) -> Served:
         adapter = self._providers.get(target.provider)
         keys = list(self._providers.keys_for(target.provider))
         retry = 0
         while True:
             key = keys[0]
-            call = ProviderCall(request_type, target.model, body, attempt, key)
+            call = ProviderCall(request_type, target.model, body, attempt, key, files)
             remaining = deadline - self._clock.now()
             if remaining < self._settings.min_call_s:
                 raise _OutOfTime(ProviderError("the attempt ran out of time", status=504, code="attempt_budget_spent"))

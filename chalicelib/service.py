@@ -1,23 +1,36 @@
-"""Submit and poll use cases (contract §2–3), written against the store and queue ports.
+"""The job use cases (contract §2, §3, §6): submit, poll, cancel, list.
 
-Owns the order of checks (body, streaming, then create), the TTL header rule, job
-creation with its safety horizon, the submit rollback when the queue refuses, and
-read-time expiry and type scoping on poll. Knows nothing of HTTP frameworks or AWS.
+Owns job creation (payloads placed inline or as blobs, the safety horizon, the
+``Idempotency-Key`` replay), the rollback when the queue refuses a job, and the
+read-side rules: type and caller scoping, read-time expiry, results fetched from blobs.
+Knows nothing of HTTP frameworks or AWS.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chalicelib.clock import Clock, now_ms
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
-from chalicelib.errors import NotFound, PayloadTooLarge, ServiceUnavailable
-from chalicelib.jobs import Job, JobStatus
-from chalicelib.ports import JobQueue, JobStore
-from chalicelib.validation import ProviderCatalog, canonical_json, parse_json_body, validate
+from chalicelib.errors import GatewayError, NotFound, ServiceUnavailable
+from chalicelib.jobs import ANONYMOUS, Job, JobStatus, render_job
+from chalicelib.payloads import UPLOADS_FIELD, Payloads
+from chalicelib.ports import (
+    CancelOutcome,
+    IdempotencyConflict,
+    IdempotencyRecord,
+    JobFilter,
+    JobPage,
+    JobQueue,
+    JobStore,
+)
+from chalicelib.submission import Prepared, Submission, idempotency_key_id, prepare
+from chalicelib.validation import ProviderCatalog, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +54,30 @@ def is_job_id(value: str) -> bool:
         return False
 
 
+class IdempotencyMismatch(GatewayError):
+    status = 422
+    error_type = "invalid_request_error"
+    code = "idempotency_key_reused"
+
+
+class JobFinished(GatewayError):
+    status = 409
+    error_type = "invalid_request_error"
+    code = "job_finished"
+
+
+@dataclass(frozen=True)
+class Polled:
+    job: Job
+    body: str
+
+
 class JobService:
     def __init__(
         self,
         store: JobStore,
         queue: JobQueue,
+        payloads: Payloads,
         catalog: ProviderCatalog,
         settings: Settings,
         clock: Clock,
@@ -53,50 +85,114 @@ class JobService:
     ) -> None:
         self._store = store
         self._queue = queue
+        self._payloads = payloads
         self._catalog = catalog
         self._settings = settings
         self._clock = clock
         self._new_id = new_id
 
-    def submit(
-        self,
-        request_type: RequestType,
-        raw_body: bytes | None,
-        content_type: str | None,
-        ttl_header: str | None,
-    ) -> Job:
-        body = parse_json_body(raw_body, content_type)
-        request = validate(request_type, body, self._catalog)
-        request_json = canonical_json(request.body)
-        if len(request_json.encode()) > self._settings.max_inline_request_bytes:
-            raise PayloadTooLarge(f"request body is larger than {self._settings.max_inline_request_bytes} bytes")
-        created_ms = now_ms(self._clock)
-        job = Job(
-            id=self._new_id(),
-            request_type=request_type,
-            status=JobStatus.PENDING,
-            created_at_ms=created_ms,
-            result_ttl_s=parse_result_ttl(ttl_header, self._settings.default_ttl_s, self._settings.max_ttl_s),
-            request_json=request_json,
-        )
-        self._store.create(job, ttl_epoch_s=created_ms // 1000 + self._settings.open_job_horizon_s)
+    # submit ---------------------------------------------------------------------------
+    def submit(self, submission: Submission) -> Job:
+        prepared = prepare(submission, self._catalog, self._settings.max_request_bytes)
+        key_id = None
+        if submission.idempotency_key is not None:
+            key_id = idempotency_key_id(submission.caller, submission.idempotency_key)
+            earlier = self._store.get_idempotency(key_id)
+            if earlier is not None:
+                return self._replay(earlier, prepared, submission.caller)
+        job, blob_keys = self._new_job(submission, prepared)
+        record = IdempotencyRecord(key_id, job.id, prepared.request_hash) if key_id else None
+        try:
+            self._store.create(job, created_horizon(job, self._settings), record)
+        except IdempotencyConflict as conflict:
+            self._payloads.discard(blob_keys)
+            return self._replay(conflict.record, prepared, submission.caller)
+        except Exception:
+            self._payloads.discard(blob_keys)
+            raise
         try:
             self._queue.send(job.id)
         except Exception:
             log.exception("job %s could not be queued; rolling back", job.id)
-            self._discard(job.id)
+            self._roll_back(job, key_id, blob_keys)
             raise ServiceUnavailable("the job could not be queued; try again", code="queue_unavailable") from None
-        log.info("job %s submitted type=%s provider=%s", job.id, request_type.value, request.model.provider)
+        provider = prepared.request.model.provider
+        log.info("job %s submitted type=%s provider=%s", job.id, job.request_type.value, provider)
         return job
 
-    def _discard(self, job_id: str) -> None:
-        try:
-            self._store.delete_pending(job_id)
-        except Exception:
-            log.exception("job %s could not be rolled back", job_id)
+    def _new_job(self, submission: Submission, prepared: Prepared) -> tuple[Job, list[str]]:
+        """The pending job, with its request and uploads placed; and the blob keys used."""
+        job_id = self._new_id()
+        request_json = prepared.request_json
+        blob_keys: list[str] = []
+        if prepared.files:
+            uploads = self._payloads.store_uploads(job_id, prepared.files)
+            blob_keys += [item["key"] for item in uploads.values()]
+            request_json = canonical_json({**json.loads(request_json), UPLOADS_FIELD: uploads})
+        stored = self._payloads.store_request(job_id, request_json)
+        blob_keys += [stored.ref] if stored.ref else []
+        job = Job(
+            id=job_id,
+            request_type=submission.request_type,
+            status=JobStatus.PENDING,
+            created_at_ms=now_ms(self._clock),
+            result_ttl_s=parse_result_ttl(
+                submission.ttl_header, self._settings.default_ttl_s, self._settings.max_ttl_s
+            ),
+            caller=submission.caller,
+            request_json=stored.inline,
+            request_ref=stored.ref,
+        )
+        return job, blob_keys
 
-    def poll(self, request_type: RequestType, job_id: str) -> Job:
-        job = self._store.get(job_id) if is_job_id(job_id) else None
-        if job is None or job.request_type != request_type or job.is_expired(now_ms(self._clock)):
+    def _replay(self, record: IdempotencyRecord, prepared: Prepared, caller: str) -> Job:
+        if record.request_hash != prepared.request_hash:
+            raise IdempotencyMismatch("Idempotency-Key was already used with a different request")
+        job = self._store.get(record.job_id)
+        if job is None or job.caller != caller or job.is_expired(now_ms(self._clock)):
             raise NotFound(JOB_NOT_FOUND, code="job_not_found")
         return job
+
+    def _roll_back(self, job: Job, key_id: str | None, blob_keys: list[str]) -> None:
+        try:
+            self._store.delete_pending(job.id, key_id)
+        except Exception:
+            log.exception("job %s could not be rolled back", job.id)
+            return
+        self._payloads.discard(blob_keys)
+
+    # read side ------------------------------------------------------------------------
+    def poll(self, request_type: RequestType, job_id: str, caller: str = ANONYMOUS) -> Polled:
+        job = self._visible(request_type, job_id, caller)
+        result_json, result_url = self._payloads.result_for_poll(job, now_ms(self._clock))
+        return Polled(job, render_job(job, result_json, result_url))
+
+    def cancel(self, request_type: RequestType, job_id: str, caller: str = ANONYMOUS) -> CancelOutcome:
+        self._visible(request_type, job_id, caller)
+        outcome = self._store.cancel(job_id, now_ms(self._clock))
+        if outcome is None:
+            raise NotFound(JOB_NOT_FOUND, code="job_not_found")
+        if not (outcome.cancelled or outcome.requested):
+            raise JobFinished(f"the job already ended with status {outcome.job.status.value}")
+        log.info("job %s cancel %s", job_id, "done" if outcome.cancelled else "requested")
+        return outcome
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None) -> JobPage:
+        return self._store.list_jobs(where, limit, cursor, now_ms(self._clock))
+
+    def _visible(self, request_type: RequestType, job_id: str, caller: str) -> Job:
+        """The job, if this caller may see it on this path; one 404 for every other case."""
+        job = self._store.get(job_id) if is_job_id(job_id) else None
+        if (
+            job is None
+            or job.request_type != request_type
+            or job.caller != caller
+            or job.is_expired(now_ms(self._clock))
+        ):
+            raise NotFound(JOB_NOT_FOUND, code="job_not_found")
+        return job
+
+
+def created_horizon(job: Job, settings: Settings) -> int:
+    """DynamoDB TTL for an open job: collected if it is somehow never finished."""
+    return job.created_at_ms // 1000 + settings.open_job_horizon_s

@@ -47,7 +47,7 @@ class ProviderCatalog(Protocol):
     def supports(self, provider: str, request_type: RequestType) -> bool: ...
 
 
-GATEWAY_FIELDS = frozenset({"fallbacks"})
+GATEWAY_FIELDS = frozenset({"fallbacks"})  # the gateway's own fields, never sent to a provider
 
 
 def parse_json_body(raw: bytes | None, content_type: str | None) -> dict[str, Any]:
@@ -80,16 +80,16 @@ def validate(request_type: RequestType, body: Mapping[str, Any], catalog: Provid
     """Check ``body`` for ``request_type``: fields, model, fallbacks, then streaming."""
     model = parse_model(body.get("model"), "model", request_type, catalog)
     _FIELD_RULES[request_type](body)
-    fallbacks = _parse_fallbacks(body.get("fallbacks"), request_type, catalog)
+    fallbacks = parse_fallbacks(body.get("fallbacks"), request_type, catalog)
     _refuse_streaming(request_type, body)
     return InferenceRequest(request_type, model, fallbacks, body)
 
 
 def parse_model(value: Any, param: str, request_type: RequestType, catalog: ProviderCatalog) -> ModelRef:
     if value is None:
-        raise _missing(param)
+        raise missing(param)
     if not isinstance(value, str):
-        raise _wrong_type(param, "a string")
+        raise wrong_type(param, "a string")
     try:
         ref = ModelRef.parse(value)
     except ValueError:
@@ -110,32 +110,32 @@ def parse_model(value: Any, param: str, request_type: RequestType, catalog: Prov
     return ref
 
 
-def _parse_fallbacks(value: Any, request_type: RequestType, catalog: ProviderCatalog) -> tuple[ModelRef, ...]:
+def parse_fallbacks(value: Any, request_type: RequestType, catalog: ProviderCatalog) -> tuple[ModelRef, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _wrong_type("fallbacks", "an array of provider/model strings")
+        raise wrong_type("fallbacks", "an array of provider/model strings")
     return tuple(parse_model(item, "fallbacks", request_type, catalog) for item in value)
 
 
-def _refuse_streaming(request_type: RequestType, body: Mapping[str, Any]) -> None:
+def stream_refused(request_type: RequestType, param: str = "stream") -> InvalidRequest:
     label = BY_TYPE[request_type].label
+    return InvalidRequest(f"stream is not supported for async {label}", param=param, code="stream_not_supported")
+
+
+def _refuse_streaming(request_type: RequestType, body: Mapping[str, Any]) -> None:
     if request_type == RequestType.SPEECH:
         fmt = body.get("stream_format")
         if fmt is not None and not isinstance(fmt, str):
-            raise _wrong_type("stream_format", "a string")
+            raise wrong_type("stream_format", "a string")
         streaming = fmt == "sse"
     else:
         flag = body.get("stream")
         if flag is not None and not isinstance(flag, bool):
-            raise _wrong_type("stream", "a boolean")
+            raise wrong_type("stream", "a boolean")
         streaming = flag is True and request_type in _STREAMABLE
     if streaming:
-        raise InvalidRequest(
-            f"stream is not supported for async {label}",
-            param="stream_format" if request_type == RequestType.SPEECH else "stream",
-            code="stream_not_supported",
-        )
+        raise stream_refused(request_type, "stream_format" if request_type == RequestType.SPEECH else "stream")
 
 
 _STREAMABLE = frozenset(
@@ -150,24 +150,24 @@ _STREAMABLE = frozenset(
 )
 
 
-def _missing(param: str) -> InvalidRequest:
+def missing(param: str) -> InvalidRequest:
     return InvalidRequest(f"{param} is required", param=param, code="missing_required_field")
 
 
-def _wrong_type(param: str, expected: str) -> InvalidRequest:
+def wrong_type(param: str, expected: str) -> InvalidRequest:
     return InvalidRequest(f"{param} must be {expected}", param=param, code="invalid_field_type")
 
 
 def _require(body: Mapping[str, Any], param: str, check: Callable[[Any], bool], expected: str) -> Any:
     value = body.get(param)
     if value is None:
-        raise _missing(param)
+        raise missing(param)
     if not check(value):
-        raise _wrong_type(param, expected)
+        raise wrong_type(param, expected)
     return value
 
 
-def _is_nonblank(value: Any) -> bool:
+def is_nonblank(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
@@ -175,7 +175,7 @@ def _is_text_or_list(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and len(value) > 0)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -188,12 +188,12 @@ def _check_chat(body: Mapping[str, Any]) -> None:
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise _wrong_type(param, "an object")
+            raise wrong_type(param, "an object")
         role = message.get("role")
         if role is None:
-            raise _missing(f"{param}.role")
-        if not _is_nonblank(role):
-            raise _wrong_type(f"{param}.role", "a non-empty string")
+            raise missing(f"{param}.role")
+        if not is_nonblank(role):
+            raise wrong_type(f"{param}.role", "a non-empty string")
 
 
 def _check_responses(body: Mapping[str, Any]) -> None:
@@ -203,32 +203,32 @@ def _check_responses(body: Mapping[str, Any]) -> None:
 def _check_embedding(body: Mapping[str, Any]) -> None:
     _require(body, "input", _is_text_or_list, "a string or a non-empty array")
     dimensions = body.get("dimensions")
-    if dimensions is not None and not (_is_int(dimensions) and 1 <= dimensions <= 16384):
-        raise _wrong_type("dimensions", "an integer between 1 and 16384")
+    if dimensions is not None and not (is_int(dimensions) and 1 <= dimensions <= 16384):
+        raise wrong_type("dimensions", "an integer between 1 and 16384")
 
 
 def _check_speech(body: Mapping[str, Any]) -> None:
-    _require(body, "input", _is_nonblank, "a non-empty string")
-    _require(body, "voice", lambda v: _is_nonblank(v) or isinstance(v, dict), "a string")
+    _require(body, "input", is_nonblank, "a non-empty string")
+    _require(body, "voice", lambda v: is_nonblank(v) or isinstance(v, dict), "a string")
 
 
 def _check_image_generation(body: Mapping[str, Any]) -> None:
-    _require(body, "prompt", _is_nonblank, "a non-empty string")
+    _require(body, "prompt", is_nonblank, "a non-empty string")
     count = body.get("n")
-    if count is not None and not (_is_int(count) and 1 <= count <= 10):
-        raise _wrong_type("n", "an integer between 1 and 10")
+    if count is not None and not (is_int(count) and 1 <= count <= 10):
+        raise wrong_type("n", "an integer between 1 and 10")
 
 
 def _check_rerank(body: Mapping[str, Any]) -> None:
-    _require(body, "query", _is_nonblank, "a non-blank string")
+    _require(body, "query", is_nonblank, "a non-blank string")
     documents = _require(body, "documents", lambda v: isinstance(v, list) and len(v) > 0, "a non-empty array")
     for index, document in enumerate(documents):
         text = document.get("text") if isinstance(document, dict) else document
-        if not _is_nonblank(text):
-            raise _wrong_type(f"documents[{index}]", "a non-blank string or an object with non-blank text")
+        if not is_nonblank(text):
+            raise wrong_type(f"documents[{index}]", "a non-blank string or an object with non-blank text")
     top_n = body.get("top_n")
-    if top_n is not None and not (_is_int(top_n) and top_n >= 1):
-        raise _wrong_type("top_n", "an integer of at least 1")
+    if top_n is not None and not (is_int(top_n) and top_n >= 1):
+        raise wrong_type("top_n", "an integer of at least 1")
 
 
 def _check_ocr(body: Mapping[str, Any]) -> None:
@@ -243,8 +243,8 @@ def _check_ocr(body: Mapping[str, Any]) -> None:
     location = document.get(kind)
     if isinstance(location, dict):
         location = location.get("url")
-    if not _is_nonblank(location):
-        raise _missing(f"document.{kind}")
+    if not is_nonblank(location):
+        raise missing(f"document.{kind}")
 
 
 _FIELD_RULES: dict[RequestType, Callable[[Mapping[str, Any]], None]] = {

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from chalicelib import aws
+from chalicelib.blobs import S3BlobStore
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.config import Settings
+from chalicelib.dead_letters import DeadLetters
 from chalicelib.files import FilesService
 from chalicelib.job_queue import SqsJobQueue
+from chalicelib.payloads import Payloads
 from chalicelib.providers.base import ProviderEnv
 from chalicelib.providers.credentials import KeyRing
 from chalicelib.providers.registry import SPECS, ProviderRegistry
@@ -43,12 +46,20 @@ class Container:
         return ProviderRegistry(SPECS, self._provider_env, self._keyring)
 
     @cached_property
+    def payloads(self) -> Payloads:
+        return Payloads(S3BlobStore(aws.client("s3"), self.settings.bucket), self.settings)
+
+    @cached_property
     def service(self) -> JobService:
-        return JobService(self.store, self.queue, self.providers, self.settings, self.clock)
+        return JobService(self.store, self.queue, self.payloads, self.providers, self.settings, self.clock)
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, self.queue, self.providers, self.settings, self.clock)
+        return Worker(self.store, self.queue, self.payloads, self.providers, self.settings, self.clock)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.store, self.clock)
 
     @cached_property
     def files(self) -> FilesService:

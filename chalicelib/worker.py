@@ -23,6 +23,7 @@ from chalicelib.clock import Clock, now_ms
 from chalicelib.config import Settings
 from chalicelib.errors import GatewayError, InternalError
 from chalicelib.jobs import Job, JobStatus
+from chalicelib.payloads import Payloads
 from chalicelib.ports import Busy, Claimed, JobQueue, JobStore, Outcome
 from chalicelib.providers.transport import time_limit
 from chalicelib.routing import ProviderSource, Router, Served
@@ -46,6 +47,7 @@ class Worker:
         self,
         store: JobStore,
         queue: JobQueue,
+        payloads: Payloads,
         providers: ProviderSource,
         settings: Settings,
         clock: Clock,
@@ -60,6 +62,7 @@ class Worker:
         self._clock = clock
         self._new_owner = new_owner
         self._jitter = jitter
+        self._payloads = payloads
         self._router = Router(providers, settings, clock, jitter, time_limit)
 
     def handle_batch(self, deliveries: Sequence[Delivery], remaining_ms: int | None) -> list[str]:
@@ -109,20 +112,35 @@ class Worker:
             return self._settings.requeue_base_s
 
     def _run(self, job: Job, owner: str, deadline: float) -> int | None:
+        try:
+            loaded = self._payloads.read_request(job)
+        except GatewayError as broken:
+            inputs = [job.request_ref] if job.request_ref else []
+            Finisher(self._store, self._payloads, self._clock, job, owner, inputs).failed(broken, {})
+            return None
+        done = Finisher(self._store, self._payloads, self._clock, job, owner, loaded.blob_keys)
+        if job.cancel_requested:
+            done.cancelled()
+            return None
         if job.attempts > self._settings.max_attempts:
-            self._fail(job, owner, InternalError("the job ran out of attempts", code="attempts_exhausted"), {})
+            done.failed(InternalError("the job ran out of attempts", code="attempts_exhausted"), {})
             return None
         kind = job.request_type.value
         try:
-            request, targets = _decode(job)
-            outcome = self._router.route(job.request_type, request, targets, job.route_from, job.attempts, deadline)
+            body, targets = _decode(loaded.body)
         except GatewayError as broken:
-            self._fail(job, owner, broken, {"request_type": kind})
+            done.failed(broken, {"request_type": kind})
+            return None
+        files = self._payloads.load_files(loaded.uploads)
+        try:
+            outcome = self._router.route(job.request_type, body, files, targets, job.route_from, job.attempts, deadline)
+        except GatewayError as broken:
+            done.failed(broken, {"request_type": kind})
             return None
         if isinstance(outcome, Served):
             served = {"provider": outcome.target.provider, "model_requested": outcome.target.model}
             outcome.result["extra_fields"] = {**served, "request_type": kind, "latency_ms": outcome.latency_ms}
-            self._complete(job, owner, outcome.result)
+            done.completed(outcome.result)
             return None
         error = outcome.error
         if outcome.retry_from is not None and job.attempts < self._settings.max_attempts:
@@ -132,34 +150,9 @@ class Worker:
             delay = self._requeue_delay(job.attempts, error.retry_after_s)
             log.info("job %s attempt %d failed with %d; retry in %ds", job.id, job.attempts, error.status, delay)
             return delay
-        extra = {"provider": outcome.target.provider, "model_requested": outcome.target.model, "request_type": kind}
-        self._fail(job, owner, error, extra)
+        target = outcome.target
+        done.failed(error, {"provider": target.provider, "model_requested": target.model, "request_type": kind})
         return None
-
-    def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> None:
-        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
-        if len(payload.encode()) > self._settings.max_inline_result_bytes:
-            error = InternalError(
-                f"the result is larger than {self._settings.max_inline_result_bytes} bytes",
-                code="result_too_large",
-            )
-            self._fail(job, owner, error, result.get("extra_fields", {}))
-            return
-        self._finish(job, owner, JobStatus.COMPLETED, 200, payload)
-
-    def _fail(self, job: Job, owner: str, error: GatewayError, extra: dict[str, Any]) -> None:
-        fields = {k: v for k, v in extra.items() if k != "latency_ms"}
-        body = error.to_body(event_id=str(uuid.uuid4()), extra_fields=fields)
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        self._finish(job, owner, JobStatus.FAILED, error.status, payload)
-
-    def _finish(self, job: Job, owner: str, status: JobStatus, code: int, payload: str) -> None:
-        done = now_ms(self._clock)
-        outcome = Outcome(status, code, done, done + job.result_ttl_s * 1000, payload)
-        if self._store.finish(job.id, owner, outcome):
-            log.info("job %s %s status_code=%d attempts=%d", job.id, status.value, code, job.attempts)
-        else:
-            log.warning("job %s lost its lease before it could be marked %s", job.id, status.value)
 
     def _requeue_delay(self, attempt: int, hint_s: float | None) -> int:
         ceiling = min(self._settings.requeue_max_s, self._settings.requeue_base_s * 2.0 ** max(0, attempt - 1))
@@ -173,16 +166,57 @@ class Worker:
             log.warning("message %s visibility could not be changed", delivery.message_id, exc_info=True)
 
 
-def _decode(job: Job) -> tuple[dict[str, Any], list[ModelRef]]:
-    """The stored request and its targets (model, then fallbacks); a broken record is an internal error."""
+def _decode(body: dict[str, Any]) -> tuple[dict[str, Any], list[ModelRef]]:
+    """The request for providers and its targets (model, then fallbacks); a broken one is an internal error."""
     try:
-        body = json.loads(job.request_json or "")
         targets = [ModelRef.parse(str(body["model"]))]
         targets += [ModelRef.parse(str(item)) for item in body.get("fallbacks") or []]
     except (ValueError, KeyError, TypeError, AttributeError):
         raise InternalError("the stored request could not be read", code="corrupt_job") from None
-    request = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    return request, targets
+    return {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}, targets
+
+
+class Finisher:
+    """Ends one claimed job: writes the outcome as lease holder, then drops the job's inputs."""
+
+    def __init__(
+        self, store: JobStore, payloads: Payloads, clock: Clock, job: Job, owner: str, input_keys: list[str]
+    ) -> None:
+        self._store = store
+        self._payloads = payloads
+        self._clock = clock
+        self._job = job
+        self._owner = owner
+        self._input_keys = input_keys
+
+    def completed(self, result: dict[str, Any]) -> None:
+        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        stored = self._payloads.store_result(self._job.id, self._owner, payload)
+        written = self._write(Outcome(JobStatus.COMPLETED, 200, *self._times(), stored.inline, stored.ref, stored.size))
+        if stored.ref is not None and written != JobStatus.COMPLETED:
+            self._payloads.discard([stored.ref])
+
+    def failed(self, error: GatewayError, extra: dict[str, Any]) -> None:
+        body = error.to_body(event_id=str(uuid.uuid4()), extra_fields=extra)
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        self._write(Outcome(JobStatus.FAILED, error.status, *self._times(), payload))
+
+    def cancelled(self) -> None:
+        self._write(Outcome(JobStatus.CANCELLED, 0, *self._times()))
+
+    def _times(self) -> tuple[int, int]:
+        done = now_ms(self._clock)
+        return done, done + self._job.result_ttl_s * 1000
+
+    def _write(self, outcome: Outcome) -> JobStatus | None:
+        job = self._job
+        written = self._store.finish(job.id, self._owner, outcome)
+        if written is None:
+            log.warning("job %s lost its lease before it could be marked %s", job.id, outcome.status.value)
+            return None
+        log.info("job %s %s status_code=%d attempts=%d", job.id, written.value, outcome.status_code, job.attempts)
+        self._payloads.discard(self._input_keys)
+        return written
 
 
 def deliveries_from_records(records: Sequence[dict[str, Any]]) -> list[Delivery]:

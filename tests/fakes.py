@@ -1,4 +1,4 @@
-"""In-memory twins of the ports (job store, job queue), a fake clock and a scripted provider.
+"""In-memory twins of the ports (job store, job queue, blob store), a fake clock, scripted providers.
 
 The store twin keeps the same conditional semantics as ``DynamoJobStore`` (the store
 contract tests run both), so unit tests of the use cases need no AWS at all.
@@ -7,12 +7,23 @@ contract tests run both), so unit tests of the use cases need no AWS at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from chalicelib.jobs import Job, JobStatus
-from chalicelib.ports import Busy, Claimed, ClaimResult, Gone, Outcome
+from chalicelib.ports import (
+    Busy,
+    CancelOutcome,
+    Claimed,
+    ClaimResult,
+    Gone,
+    IdempotencyConflict,
+    IdempotencyRecord,
+    JobFilter,
+    JobPage,
+    Outcome,
+)
 from chalicelib.providers.base import ProviderCall
 
 
@@ -40,24 +51,34 @@ class InMemoryJobStore:
     def __init__(self) -> None:
         self.items: dict[str, Job] = {}
         self.ttls: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        self._lock = threading.RLock()
 
-    def create(self, job: Job, ttl_epoch_s: int) -> None:
+    def create(self, job: Job, ttl_epoch_s: int, idempotency: IdempotencyRecord | None = None) -> None:
         with self._lock:
             if job.id in self.items:
                 raise KeyError(f"job {job.id} exists")
+            if idempotency is not None:
+                if idempotency.key_id in self.idempotency:
+                    raise IdempotencyConflict(self.idempotency[idempotency.key_id])
+                self.idempotency[idempotency.key_id] = idempotency
             self.items[job.id] = job
             self.ttls[job.id] = ttl_epoch_s
 
     def get(self, job_id: str) -> Job | None:
         return self.items.get(job_id)
 
-    def delete_pending(self, job_id: str) -> None:
+    def get_idempotency(self, key_id: str) -> IdempotencyRecord | None:
+        return self.idempotency.get(key_id)
+
+    def delete_pending(self, job_id: str, idempotency_key_id: str | None = None) -> None:
         with self._lock:
             job = self.items.get(job_id)
             if job is not None and job.status == JobStatus.PENDING:
                 del self.items[job_id]
                 del self.ttls[job_id]
+                if idempotency_key_id is not None:
+                    self.idempotency.pop(idempotency_key_id, None)
 
     def claim(self, job_id: str, owner: str, now_ms: int, lease_until_ms: int) -> ClaimResult:
         with self._lock:
@@ -80,41 +101,116 @@ class InMemoryJobStore:
             return Gone()
 
     def release(self, job_id: str, owner: str, route_from: int = 0) -> bool:
-        return self._as_holder(
-            job_id,
-            owner,
-            lambda job: replace(
+        with self._lock:
+            job = self._held(job_id, owner)
+            if job is None:
+                return False
+            self.items[job_id] = replace(
                 job, status=JobStatus.PENDING, lease_owner=None, lease_until_ms=None, route_from=route_from
-            ),
-        )
-
-    def finish(self, job_id: str, owner: str, outcome: Outcome) -> bool:
-        completed = outcome.status == JobStatus.COMPLETED
-
-        def apply(job: Job) -> Job:
-            self.ttls[job_id] = -(-outcome.expires_at_ms // 1000)
-            return replace(
-                job,
-                status=outcome.status,
-                status_code=outcome.status_code,
-                completed_at_ms=outcome.completed_at_ms,
-                expires_at_ms=outcome.expires_at_ms,
-                result_json=outcome.payload_json if completed else job.result_json,
-                error_json=None if completed else outcome.payload_json,
-                lease_owner=None,
-                lease_until_ms=None,
-                request_json=None,
             )
+            return True
 
-        return self._as_holder(job_id, owner, apply)
+    def finish(self, job_id: str, owner: str, outcome: Outcome) -> JobStatus | None:
+        with self._lock:
+            job = self._held(job_id, owner)
+            if job is None:
+                return None
+            if job.cancel_requested:
+                outcome = Outcome(JobStatus.CANCELLED, 0, outcome.completed_at_ms, outcome.expires_at_ms)
+            self.items[job_id] = _terminal(job, outcome)
+            self.ttls[job_id] = -(-outcome.expires_at_ms // 1000)
+            return outcome.status
 
-    def _as_holder(self, job_id: str, owner: str, change: Callable[[Job], Job]) -> bool:
+    def cancel(self, job_id: str, now_ms: int) -> CancelOutcome | None:
         with self._lock:
             job = self.items.get(job_id)
-            if job is None or job.status != JobStatus.PROCESSING or job.lease_owner != owner:
-                return False
-            self.items[job_id] = change(job)
-            return True
+            if job is None:
+                return None
+            if job.status == JobStatus.PENDING:
+                done = Outcome(JobStatus.CANCELLED, 0, now_ms, now_ms + job.result_ttl_s * 1000)
+                self.items[job_id] = _terminal(job, done)
+                return CancelOutcome(self.items[job_id], cancelled=True)
+            if job.status == JobStatus.PROCESSING:
+                self.items[job_id] = replace(job, cancel_requested=True)
+                return CancelOutcome(self.items[job_id], requested=True)
+            return CancelOutcome(job)
+
+    def abandon(self, job_id: str, now_ms: int, error_json: str) -> ClaimResult:
+        with self._lock:
+            job = self.items.get(job_id)
+            if job is None or job.status.is_terminal:
+                return Gone()
+            if job.status == JobStatus.PROCESSING and (job.lease_until_ms or 0) >= now_ms:
+                return Busy(job.lease_until_ms or now_ms)
+            failed = Outcome(JobStatus.FAILED, 500, now_ms, now_ms + job.result_ttl_s * 1000, error_json)
+            self.items[job_id] = _terminal(job, failed)
+            return Claimed(self.items[job_id])
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, now_ms: int) -> JobPage:
+        jobs = sorted(self.items.values(), key=lambda j: (j.created_at_ms, j.id), reverse=True)
+        jobs = [
+            job
+            for job in jobs
+            if job.caller == where.caller
+            and not job.is_expired(now_ms)
+            and (where.status is None or job.status == where.status)
+            and (where.request_type is None or job.request_type == where.request_type)
+        ]
+        ids = [job.id for job in jobs]
+        if cursor is not None:
+            jobs = jobs[ids.index(cursor) + 1 :] if cursor in ids else []
+        page = jobs[:limit]
+        return JobPage(page, page[-1].id if len(jobs) > limit else None)
+
+    def _held(self, job_id: str, owner: str) -> Job | None:
+        job = self.items.get(job_id)
+        if job is None or job.status != JobStatus.PROCESSING or job.lease_owner != owner:
+            return None
+        return job
+
+
+def _terminal(job: Job, outcome: Outcome) -> Job:
+    completed = outcome.status == JobStatus.COMPLETED
+    return replace(
+        job,
+        status=outcome.status,
+        status_code=None if outcome.status == JobStatus.CANCELLED else outcome.status_code,
+        completed_at_ms=outcome.completed_at_ms,
+        expires_at_ms=outcome.expires_at_ms,
+        result_json=outcome.payload_json if completed else None,
+        result_ref=outcome.payload_ref if completed else None,
+        result_size=outcome.payload_size if completed and outcome.payload_ref else None,
+        error_json=outcome.payload_json if outcome.status == JobStatus.FAILED else None,
+        lease_owner=None,
+        lease_until_ms=None,
+        request_json=None,
+        request_ref=None,
+        cancel_requested=False,
+        route_from=0,
+    )
+
+
+class InMemoryBlobStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.fail: bool = False
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        if self.fail:
+            raise ConnectionError("blob store unavailable")
+        self.objects[key] = (data, content_type)
+
+    def get(self, key: str) -> bytes:
+        if self.fail:
+            raise ConnectionError("blob store unavailable")
+        return self.objects[key][0]
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.objects.pop(key, None)
+
+    def url(self, key: str, expires_in_s: int) -> str:
+        return f"https://blobs.example.invalid/{key}?expires={expires_in_s}"
 
 
 class InMemoryJobQueue:

@@ -9,13 +9,14 @@ decisions: the worker picks the key (``ProviderCall.api_key``) and decides what 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chalicelib.clock import Clock
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
+from chalicelib.multipart import FilePart
 from chalicelib.providers.transport import HttpTransport
 
 
@@ -26,6 +27,7 @@ class ProviderCall:
     body: Mapping[str, Any]
     attempt: int = 1
     api_key: str | None = None
+    files: Mapping[str, FilePart] = field(default_factory=dict)
 
 
 class Provider(Protocol):

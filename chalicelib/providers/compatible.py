@@ -20,6 +20,7 @@ RESPONSES = RequestType.RESPONSES
 EMBEDDING = RequestType.EMBEDDING
 IMAGES = RequestType.IMAGE_GENERATION
 SPEECH = RequestType.SPEECH
+TRANSCRIPTION = RequestType.TRANSCRIPTION
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Member:
 
 
 FAMILY: tuple[Member, ...] = (
-    Member("groq", "https://api.groq.com/openai/v1", frozenset({CHAT, RESPONSES, SPEECH})),
+    Member("groq", "https://api.groq.com/openai/v1", frozenset({CHAT, RESPONSES, SPEECH, TRANSCRIPTION})),
     Member("together", "https://api.together.xyz/v1", frozenset({CHAT, TEXT, EMBEDDING, IMAGES})),
     Member("fireworks", "https://api.fireworks.ai/inference/v1", frozenset({CHAT, TEXT, EMBEDDING})),
     Member("deepseek", "https://api.deepseek.com/v1", frozenset({CHAT, TEXT})),

@@ -18,7 +18,7 @@ from typing import Any
 from chalicelib.clock import Clock
 from chalicelib.errors import ProviderError
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec, no_key_needed
-from chalicelib.providers.mock_results import BUILDERS, build_result
+from chalicelib.providers.mock_results import BUILDERS, FORM_BUILDERS, build_result
 
 _SLEEP = re.compile(r"^sleep-(\d{1,7})(ms|s)$")
 _FAIL = re.compile(r"^fail-([1-5]\d\d)$")
@@ -57,7 +57,7 @@ class MockProvider:
             behaviour.failing_attempts == 0 or call.attempt <= behaviour.failing_attempts
         ):
             raise mock_error(behaviour.fail_status)
-        return build_result(call.request_type, call.body, call.model, int(self._clock.now()))
+        return build_result(call.request_type, call.body, call.files, call.model, int(self._clock.now()))
 
 
 def mock_error(status: int) -> ProviderError:
@@ -90,4 +90,4 @@ def _build(env: ProviderEnv) -> Provider:
     return MockProvider(env.clock)
 
 
-SPEC = ProviderSpec("mock", frozenset(BUILDERS), _build, key_required=no_key_needed)
+SPEC = ProviderSpec("mock", frozenset(BUILDERS) | frozenset(FORM_BUILDERS), _build, key_required=no_key_needed)

@@ -15,13 +15,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.contract import RequestType
+from chalicelib.multipart import FilePart
 from chalicelib.providers.mock_media import png_solid, wav_tone
 
 DEFAULT_DIMENSIONS = 8
 ResultBuilder = Callable[[Mapping[str, Any], str, int], dict[str, Any]]
 
 
-def build_result(request_type: RequestType, body: Mapping[str, Any], model: str, now_s: int) -> dict[str, Any]:
+def build_result(
+    request_type: RequestType, body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int
+) -> dict[str, Any]:
+    if request_type in FORM_BUILDERS:
+        return FORM_BUILDERS[request_type](body, files, model, now_s)
     return BUILDERS[request_type](body, model, now_s)
 
 
@@ -224,6 +229,29 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "total_tokens": prompt_tokens + completion_tokens,
     }
 
+
+def transcription(body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int) -> dict[str, Any]:
+    audio = files["file"]
+    try:
+        heard = audio.data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        heard = ""
+    text = heard or f"{audio.filename}: {len(audio.data)} bytes of {audio.content_type}"
+    return {"text": text, "usage": {"type": "duration", "seconds": max(1, len(audio.data) // 16000)}}
+
+
+def image_edit(body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int) -> dict[str, Any]:
+    image = files.get("image") or files["image[]"]
+    seed = f"{body.get('prompt', '')}:{hashlib.sha256(image.data).hexdigest()}"
+    return image_generation({**body, "prompt": seed, "n": int(body.get("n") or 1)}, model, now_s)
+
+
+FormBuilder = Callable[[Mapping[str, Any], Mapping[str, FilePart], str, int], dict[str, Any]]
+FORM_BUILDERS: dict[RequestType, FormBuilder] = {
+    RequestType.TRANSCRIPTION: transcription,
+    RequestType.IMAGE_EDIT: image_edit,
+    RequestType.IMAGE_VARIATION: image_edit,
+}
 
 BUILDERS: dict[RequestType, ResultBuilder] = {
     RequestType.TEXT_COMPLETION: text_completion,

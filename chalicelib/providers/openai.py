@@ -26,6 +26,9 @@ PATHS: dict[RequestType, str] = {
     RequestType.EMBEDDING: "/embeddings",
     RequestType.SPEECH: "/audio/speech",
     RequestType.IMAGE_GENERATION: "/images/generations",
+    RequestType.TRANSCRIPTION: "/audio/transcriptions",
+    RequestType.IMAGE_EDIT: "/images/edits",
+    RequestType.IMAGE_VARIATION: "/images/variations",
 }
 
 
@@ -34,12 +37,21 @@ def build_payload(call: ProviderCall) -> dict[str, Any]:
     return {**call.body, "model": call.model}
 
 
+def build_form(call: ProviderCall) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
+    """The multipart fields and file parts OpenAI expects for an upload request."""
+    fields = {name: str(value) for name, value in call.body.items()} | {"model": call.model}
+    files = [(name, (part.filename, part.data, part.content_type)) for name, part in call.files.items()]
+    return fields, files
+
+
 def parse_response(request_type: RequestType, response: HttpResponse) -> dict[str, Any]:
     if request_type == RequestType.SPEECH:
         return {
             "audio": base64.b64encode(response.content).decode("ascii"),
             "content_type": response.headers.get("content-type", "audio/mpeg"),
         }
+    if request_type == RequestType.TRANSCRIPTION and "json" not in response.headers.get("content-type", "json"):
+        return {"text": response.content.decode("utf-8", "replace")}
     return response.json_object()
 
 
@@ -79,12 +91,14 @@ class OpenAIProvider:
         self._base_url = base_url
 
     def invoke(self, call: ProviderCall) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if call.api_key:
-            headers["Authorization"] = f"Bearer {call.api_key}"
-        response = self._transport.post(
-            self._base_url + PATHS[call.request_type], headers=headers, json_body=build_payload(call)
-        )
+        headers = {"Authorization": f"Bearer {call.api_key}"} if call.api_key else {}
+        url = self._base_url + PATHS[call.request_type]
+        if call.files:
+            fields, files = build_form(call)
+            response = self._transport.post(url, headers=headers, data=fields, files=files)
+        else:
+            headers["Content-Type"] = "application/json"
+            response = self._transport.post(url, headers=headers, json_body=build_payload(call))
         if not response.ok:
             raise parse_error(response, call.api_key)
         return parse_response(call.request_type, response)

@@ -88,7 +88,7 @@ class HttpTransport:
         headers: Mapping[str, str],
         json_body: Any = None,
         data: Mapping[str, Any] | None = None,
-        files: Mapping[str, Any] | None = None,
+        files: Any = None,
     ) -> HttpResponse:
         return self.request("POST", url, headers=headers, json_body=json_body, data=data, files=files)
 
@@ -100,7 +100,7 @@ class HttpTransport:
         headers: Mapping[str, str],
         json_body: Any = None,
         data: Mapping[str, Any] | None = None,
-        files: Mapping[str, Any] | None = None,
+        files: Any = None,
     ) -> HttpResponse:
         read_timeout = remaining_time_s(self._timeout[1])
         if read_timeout <= 0:

@@ -41,7 +41,7 @@ def test_unserved_method_on_submit_path_is_405_and_creates_nothing(
 
 
 @by_kind
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 def test_unserved_method_on_poll_path_is_405(client: Client, aws_stack: AwsStack, kind: Kind, method: str) -> None:
     _assert_method_not_allowed(client, method, kind.job_path(str(uuid.uuid4())), "GET", json.dumps(kind.body))
 

@@ -107,7 +107,7 @@ def test_cancelled_job_is_terminal_and_renders_without_result_or_error() -> None
 
 
 def test_rendering_never_exposes_internal_fields() -> None:
-    job = replace(_finished(JobStatus.COMPLETED, 200, RESULT_JSON, None), vk_id="vk-hash", lease_owner="w1")
+    job = replace(_finished(JobStatus.COMPLETED, 200, RESULT_JSON, None), caller="vk-hash", lease_owner="w1")
 
     text = render_job(job)
 

@@ -11,8 +11,16 @@ from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
 from chalicelib.jobs import Job, JobStatus
+from chalicelib.payloads import Payloads
 from chalicelib.worker import DEADLINE_MARGIN_S, Delivery, Worker
-from tests.fakes import FakeClock, InMemoryJobQueue, InMemoryJobStore, ScriptedProvider, StaticProviders
+from tests.fakes import (
+    FakeClock,
+    InMemoryBlobStore,
+    InMemoryJobQueue,
+    InMemoryJobStore,
+    ScriptedProvider,
+    StaticProviders,
+)
 
 CHAT = RequestType.CHAT_COMPLETION
 RESULT: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [], "usage": {}}
@@ -63,7 +71,9 @@ class Rig:
 def rig(settings: Settings | None = None, keys: dict[str, tuple[str, ...]] | None = None, **providers: Any) -> Rig:
     clock, store, queue = FakeClock(), InMemoryJobStore(), InMemoryJobQueue()
     static = StaticProviders(keys=keys, **providers)
-    worker = Worker(store, queue, static, settings or Settings(), clock, jitter=lambda: 1.0)
+    settings = settings or Settings()
+    payloads = Payloads(InMemoryBlobStore(), settings)
+    worker = Worker(store, queue, payloads, static, settings, clock, jitter=lambda: 1.0)
     return Rig(clock, store, queue, static, worker)
 
 

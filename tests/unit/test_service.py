@@ -13,8 +13,10 @@ from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import GatewayError
 from chalicelib.jobs import Job, JobStatus
+from chalicelib.payloads import Payloads
 from chalicelib.service import JOB_NOT_FOUND, JobService, is_job_id, parse_result_ttl
-from tests.fakes import AllProviders, FakeClock, InMemoryJobQueue, InMemoryJobStore
+from chalicelib.submission import Submission
+from tests.fakes import AllProviders, FakeClock, InMemoryBlobStore, InMemoryJobQueue, InMemoryJobStore
 
 JSON = "application/json"
 CHAT = RequestType.CHAT_COMPLETION
@@ -45,7 +47,8 @@ class Rig:
 def make_rig(settings: Settings | None = None, fail_sends: bool = False) -> Rig:
     settings = settings or Settings()
     clock, store, queue = FakeClock(), CountingStore(), InMemoryJobQueue(fail_sends=fail_sends)
-    service = JobService(store, queue, AllProviders("mock", "openai"), settings, clock)
+    payloads = Payloads(InMemoryBlobStore(), settings)
+    service = JobService(store, queue, payloads, AllProviders("mock", "openai"), settings, clock)
     return Rig(clock, store, queue, settings, service)
 
 
@@ -54,7 +57,7 @@ def encode(body: Any) -> bytes:
 
 
 def submit(rig: Rig, body: Any = CHAT_BODY, ttl: str | None = None, request_type: RequestType = CHAT) -> Job:
-    return rig.service.submit(request_type, encode(body), JSON, ttl)
+    return rig.service.submit(Submission(request_type, encode(body), JSON, ttl))
 
 
 def error_of(call: Any) -> GatewayError:
@@ -151,9 +154,9 @@ REJECTIONS: list[tuple[str, bytes | None, str | None, int, str]] = [
 def test_rejected_submit_stores_and_queues_nothing(
     raw: bytes | None, content_type: str | None, status: int, code: str
 ) -> None:
-    rig = make_rig(Settings(max_inline_request_bytes=1000))
+    rig = make_rig(Settings(max_request_bytes=1000))
 
-    error = error_of(lambda: rig.service.submit(CHAT, raw, content_type, "60"))
+    error = error_of(lambda: rig.service.submit(Submission(CHAT, raw, content_type, "60")))
 
     assert (error.status, error.code) == (status, code)
     assert rig.store.items == {}
@@ -168,20 +171,20 @@ def test_validation_is_checked_before_streaming() -> None:
     assert (error.code, error.param) == ("missing_required_field", "messages")
 
 
-def test_invalid_body_is_reported_before_its_size() -> None:
-    rig = make_rig(Settings(max_inline_request_bytes=100))
+def test_an_oversized_body_is_refused_before_it_is_parsed() -> None:
+    rig = make_rig(Settings(max_request_bytes=100))
 
     error = error_of(lambda: submit(rig, {"model": "mock/echo", "stream": True, "messages": [{"content": "x" * 500}]}))
 
-    assert error.status == 400
+    assert (error.status, error.code) == (413, "request_too_large")
 
 
 def test_body_at_the_size_limit_is_accepted_and_one_byte_more_is_413() -> None:
     body = {**CHAT_BODY, "pad": "x"}
-    size = len(json.dumps(body, separators=(",", ":")).encode())
+    size = len(encode(body))
 
-    accepted = submit(make_rig(Settings(max_inline_request_bytes=size)), body)
-    error = error_of(lambda: submit(make_rig(Settings(max_inline_request_bytes=size - 1)), body))
+    accepted = submit(make_rig(Settings(max_request_bytes=size)), body)
+    error = error_of(lambda: submit(make_rig(Settings(max_request_bytes=size - 1)), body))
 
     assert accepted.status == JobStatus.PENDING
     assert (error.status, error.code) == (413, "request_too_large")
@@ -202,7 +205,7 @@ def test_poll_returns_the_job_of_the_same_type() -> None:
     rig = make_rig()
     job = submit(rig)
 
-    assert rig.service.poll(CHAT, job.id) == job
+    assert rig.service.poll(CHAT, job.id).job == job
 
 
 def _finished(rig: Rig, job: Job, ttl_s: int = 60) -> Job:
@@ -226,7 +229,7 @@ def test_poll_returns_a_finished_job_until_it_expires() -> None:
     assert job.expires_at_ms is not None
 
     rig.clock.current = (job.expires_at_ms - 1) / 1000
-    assert rig.service.poll(CHAT, job.id).status == JobStatus.COMPLETED
+    assert rig.service.poll(CHAT, job.id).job.status == JobStatus.COMPLETED
 
     rig.clock.current = job.expires_at_ms / 1000
     error = error_of(lambda: rig.service.poll(CHAT, job.id))

@@ -14,11 +14,19 @@ from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
 from chalicelib.jobs import Job, JobStatus
+from chalicelib.payloads import Payloads
 from chalicelib.ports import Claimed
 from chalicelib.providers.base import ProviderCall
 from chalicelib.providers.mock import MockProvider
 from chalicelib.worker import DEADLINE_MARGIN_S, Delivery, Worker, deliveries_from_records
-from tests.fakes import FakeClock, InMemoryJobQueue, InMemoryJobStore, ScriptedProvider, StaticProviders
+from tests.fakes import (
+    FakeClock,
+    InMemoryBlobStore,
+    InMemoryJobQueue,
+    InMemoryJobStore,
+    ScriptedProvider,
+    StaticProviders,
+)
 
 CHAT = RequestType.CHAT_COMPLETION
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -32,6 +40,7 @@ class Rig:
     queue: InMemoryJobQueue
     settings: Settings
     worker: Worker
+    blobs: InMemoryBlobStore
 
     def job(self, job_id: str) -> Job:
         return self.store.items[job_id]
@@ -69,8 +78,9 @@ def make_rig(provider: Any = None, settings: Settings | None = None, jitter: flo
     clock, store, queue = FakeClock(), InMemoryJobStore(), InMemoryJobQueue()
     settings = settings or Settings()
     providers = StaticProviders(acme=provider, mock=MockProvider(clock))
-    worker = Worker(store, queue, providers, settings, clock, jitter=lambda: jitter)
-    return Rig(clock, store, queue, settings, worker)
+    blobs = InMemoryBlobStore()
+    worker = Worker(store, queue, Payloads(blobs, settings), providers, settings, clock, jitter=lambda: jitter)
+    return Rig(clock, store, queue, settings, worker, blobs)
 
 
 def add_job(rig: Rig, model: str = "acme/model-1", ttl_s: int = 600, **extra: Any) -> str:
@@ -339,17 +349,19 @@ def test_job_whose_stored_request_is_unreadable_fails_as_corrupt() -> None:
     assert provider.calls == []
 
 
-def test_result_larger_than_the_inline_limit_fails_with_500_result_too_large() -> None:
-    rig = make_rig(ScriptedProvider({**RESULT, "padding": "x" * 2_000}), Settings(max_inline_result_bytes=1_000))
+def test_result_larger_than_the_inline_limit_is_kept_as_a_blob_the_job_points_to() -> None:
+    rig = make_rig(ScriptedProvider({**RESULT, "padding": "x" * 2_000}), Settings(inline_limit_bytes=1_000))
     job_id = add_job(rig)
 
     assert rig.deliver(job_id) is None
 
     job = rig.job(job_id)
-    assert (job.status, job.status_code, job.result_json) == (JobStatus.FAILED, 500, None)
-    body = error_body(job)
-    assert (body["status_code"], body["error"]["code"], body["is_bifrost_error"]) == (500, "result_too_large", True)
-    assert body["extra_fields"] == {"provider": "acme", "model_requested": "model-1", "request_type": "chat_completion"}
+    assert (job.status, job.status_code, job.result_json) == (JobStatus.COMPLETED, 200, None)
+    assert job.result_ref is not None and job.result_ref.startswith(f"results/{job_id}/")
+    stored = json.loads(rig.blobs.objects[job.result_ref][0])
+    assert stored["padding"] == "x" * 2_000
+    assert stored["extra_fields"]["provider"] == "acme"
+    assert job.result_size == len(rig.blobs.objects[job.result_ref][0])
 
 
 def test_worker_that_lost_its_lease_does_not_overwrite_the_new_holder() -> None:
