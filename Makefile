@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test lint typecheck clean soak
 
 install: $(STAMP)
 
@@ -28,3 +28,6 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --jobs $(or $(JOBS),2000)

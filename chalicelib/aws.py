@@ -21,6 +21,8 @@ _CLIENT_CONFIG = Config(
     max_pool_connections=50,
 )
 
+_SERVICE_CONFIG = {"s3": Config(signature_version="s3v4")}
+
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _session: boto3.session.Session | None = None
@@ -36,7 +38,8 @@ def client(service: str) -> Any:
         if service not in _clients:
             if _session is None:
                 _session = boto3.session.Session()
-            _clients[service] = _session.client(service, config=_CLIENT_CONFIG)
+            config = _CLIENT_CONFIG.merge(_SERVICE_CONFIG[service]) if service in _SERVICE_CONFIG else _CLIENT_CONFIG
+            _clients[service] = _session.client(service, config=config)
         return _clients[service]
 
 

@@ -3,7 +3,8 @@
 Keys are ``<prefix><job id>…`` so the bucket's lifecycle rules can expire each kind on
 its own schedule (results after the longest TTL, requests and uploads after the open-job
 horizon). Objects are encrypted at rest by the bucket; reads beyond an inline response
-are handed out as presigned URLs that end no later than the job's expiry.
+are handed out as SigV4 presigned URLs valid for at most an hour (each poll signs a fresh
+one) and never past the job's expiry.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from typing import Any
 REQUESTS = "requests/"
 UPLOADS = "uploads/"
 RESULTS = "results/"
-MAX_PRESIGN_S = 7 * 24 * 3600
+MAX_PRESIGN_S = 3600
 
 
 def request_key(job_id: str) -> str:
     return f"{REQUESTS}{job_id}.json"
 
 
-def upload_key(job_id: str, field: str) -> str:
-    return f"{UPLOADS}{job_id}/{field}"
+def upload_key(job_id: str, field: str, index: int) -> str:
+    return f"{UPLOADS}{job_id}/{field}/{index}"
+
+
+def uploads_of(job_id: str) -> str:
+    return f"{UPLOADS}{job_id}/"
 
 
 def result_key(job_id: str, writer: str) -> str:
@@ -48,6 +53,10 @@ class S3BlobStore:
             chunk = [{"Key": k} for k in keys[start : start + 1000]]
             if chunk:
                 self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": chunk, "Quiet": True})
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def url(self, key: str, expires_in_s: int) -> str:
         url: str = self._client.generate_presigned_url(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from chalicelib.clock import Clock, now_ms
 from chalicelib.errors import InternalError
+from chalicelib.payloads import Payloads
 from chalicelib.ports import Busy, Claimed, JobStore
 from chalicelib.service import is_job_id
 from chalicelib.worker import Delivery
@@ -24,8 +25,9 @@ ABANDONED = "the job could not be processed: its message exhausted every deliver
 
 
 class DeadLetters:
-    def __init__(self, store: JobStore, clock: Clock) -> None:
+    def __init__(self, store: JobStore, payloads: Payloads, clock: Clock) -> None:
         self._store = store
+        self._payloads = payloads
         self._clock = clock
 
     def handle_batch(self, deliveries: Sequence[Delivery]) -> list[str]:
@@ -40,6 +42,7 @@ class DeadLetters:
             outcome = self._store.abandon(job_id, now_ms(self._clock), json.dumps(error, separators=(",", ":")))
             if isinstance(outcome, Claimed):
                 log.error("job %s failed: its message reached the dead-letter queue", job_id)
+                self._payloads.discard_inputs(job_id)
             elif isinstance(outcome, Busy):
                 again.append(delivery.message_id)
         return again

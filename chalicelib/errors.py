@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+MAX_MESSAGE_CHARS = 8192
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -40,6 +41,8 @@ class GatewayError(Exception):
         status: int | None = None,
         error_type: str | None = None,
     ) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + " [truncated]"
         super().__init__(message)
         self.message = message
         self.param = param

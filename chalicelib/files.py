@@ -68,7 +68,7 @@ class FilesService:
                 f"x-model-provider must be anthropic or openai, not {provider}", code="unsupported_provider"
             )
         form = parse_form(raw_body, content_type)
-        file = form.files.get("file")
+        file = next(iter(form.files.get("file", [])), None)
         if file is None:
             raise InvalidRequest("file is required", param="file", code="missing_required_field")
         key = self._keys.keys_for(provider)[0]

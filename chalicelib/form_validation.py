@@ -45,7 +45,7 @@ RULES: dict[RequestType, FormRules] = {
 
 def validate_form(
     request_type: RequestType, form: Form, catalog: ProviderCatalog
-) -> tuple[InferenceRequest, dict[str, FilePart]]:
+) -> tuple[InferenceRequest, dict[str, list[FilePart]]]:
     """The request (fields as the body) and the file parts to keep, or an ``InvalidRequest``."""
     rules = RULES[request_type]
     fields = dict(form.fields)
@@ -55,14 +55,15 @@ def validate_form(
             raise missing(name)
         if not is_nonblank(fields[name]):
             raise wrong_type(name, "a non-empty string")
-    files: dict[str, FilePart] = {}
+    files: dict[str, list[FilePart]] = {}
     for names in rules.files:
-        found = [name for name in names if name in form.files]
+        found = [name for name in names if form.files.get(name)]
         if not found:
             raise missing(names[0])
-        files[found[0]] = _non_empty(found[0], form.files[found[0]])
+        for name in found:
+            files[name] = _non_empty(name, form.files[name])
     for name in rules.optional_files:
-        if name in form.files:
+        if form.files.get(name):
             files[name] = _non_empty(name, form.files[name])
     _check_count(fields.get("n"))
     fallbacks = parse_fallbacks(_fallback_list(fields.pop("fallbacks", None)), request_type, catalog)
@@ -72,10 +73,10 @@ def validate_form(
     return InferenceRequest(request_type, model, fallbacks, body), files
 
 
-def _non_empty(name: str, part: FilePart) -> FilePart:
-    if not part.data:
+def _non_empty(name: str, parts: list[FilePart]) -> list[FilePart]:
+    if not all(part.data for part in parts):
         raise wrong_type(name, "a non-empty file")
-    return part
+    return parts
 
 
 def _check_count(value: str | None) -> None:

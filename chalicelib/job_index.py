@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
@@ -55,20 +56,31 @@ def list_jobs(client: Any, table: str, where: JobFilter, limit: int, cursor: str
         if len(jobs) >= limit or not more:
             break
     if len(jobs) > limit:
-        jobs, more = jobs[:limit], True
-    next_cursor = _encode(jobs[-1]) if jobs and more else None
-    return JobPage(jobs, next_cursor)
+        return JobPage(jobs[:limit], _encode(jobs[limit - 1].created_at_ms, jobs[limit - 1].id))
+    if more and len(jobs) == limit:
+        return JobPage(jobs, _encode(jobs[-1].created_at_ms, jobs[-1].id))
+    if more and start is not None:
+        # the rounds ran out before a page filled: continue from where the index stopped
+        return JobPage(jobs, _encode(int(start["created_at"]["N"]), start["id"]["S"]))
+    return JobPage(jobs, None)
 
 
-def _encode(job: Job) -> str:
-    raw = json.dumps([job.created_at_ms, job.id], separators=(",", ":")).encode()
+def _encode(created_at_ms: int, job_id: str) -> str:
+    raw = json.dumps([created_at_ms, job_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def _decode(cursor: str, caller: str) -> dict[str, Any]:
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(created_at, int) or not isinstance(job_id, str):
+        if type(created_at) is not int or not 0 <= created_at < 2**53 or not _is_uuid(job_id):
             raise ValueError(cursor)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidRequest("cursor is not valid", param="cursor", code="invalid_cursor") from None

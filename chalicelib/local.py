@@ -16,17 +16,19 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer, LocalGatewayException
-from moto.server import ThreadedMotoServer
 
 from chalicelib import aws, infra
 from chalicelib.config import Settings
 from chalicelib.errors import NotFound
+from chalicelib.local_aws import EmbeddedAws
 from chalicelib.sqs_poller import SqsPoller
 
 log = logging.getLogger(__name__)
@@ -55,21 +57,45 @@ class GatewayRequestHandler(ChaliceRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
+@dataclass(frozen=True)
+class LocalOptions:
+    """How to run: which roles (``all``, ``api`` or ``worker``), against which AWS endpoint
+    (an embedded moto server unless one is given), and optional chaos for soak runs."""
+
+    port: int = 8080
+    host: str = "127.0.0.1"
+    role: str = "all"
+    aws_endpoint: str | None = None
+    pollers: int = 2
+    duplicate_rate: float = 0.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LocalOptions:
+        role = environ.get("ASYNCGATE_LOCAL_ROLE", "all").strip() or "all"
+        if role not in ("all", "api", "worker"):
+            raise SystemExit(f"ASYNCGATE_LOCAL_ROLE must be all, api or worker, not {role}")
+        return cls(
+            port=int(environ.get("PORT", "8080")),
+            role=role,
+            aws_endpoint=environ.get("ASYNCGATE_LOCAL_AWS_ENDPOINT") or None,
+            pollers=int(environ.get("ASYNCGATE_LOCAL_POLLERS", "2")),
+            duplicate_rate=float(environ.get("ASYNCGATE_LOCAL_DUPLICATES", "0")),
+        )
+
+
 class LocalStack:
-    def __init__(self, port: int, host: str = "127.0.0.1", pollers: int = 2) -> None:
-        self.host = host
-        self.port = port
-        self._pollers_wanted = pollers
-        self._moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    def __init__(self, options: LocalOptions) -> None:
+        self.options = options
+        self.port = options.port
+        self._aws = EmbeddedAws(options.host) if options.aws_endpoint is None else None
         self._threads: list[threading.Thread] = []
         self._pollers: list[SqsPoller] = []
         self._server: LocalDevServer | None = None
 
     def start(self) -> None:
-        self._moto.start()
-        moto_host, moto_port = self._moto.get_host_and_port()
+        endpoint = self._aws.start() if self._aws is not None else self.options.aws_endpoint
         os.environ.update(FAKE_AWS)
-        os.environ["AWS_ENDPOINT_URL"] = f"http://{moto_host}:{moto_port}"
+        os.environ["AWS_ENDPOINT_URL"] = str(endpoint)
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         factory = CLIFactory(str(PROJECT_DIR), environ=os.environ)
         config = factory.create_config_obj(chalice_stage_name=STAGE)
@@ -79,14 +105,33 @@ class LocalStack:
         settings = Settings.from_env()
         urls = infra.ensure(settings, aws.client("dynamodb"), aws.client("sqs"), aws.client("s3"))
         app = factory.load_chalice_app()
-        worker_timeout = config.scope(STAGE, "worker").lambda_timeout or infra.WORKER_TIMEOUT_S
+        if self.options.role in ("all", "worker"):
+            self._start_workers(app, urls, settings, config.scope(STAGE, "worker").lambda_timeout)
+        if self.options.role in ("all", "api"):
+            server = LocalDevServer(app, config, self.options.host, self.port, handler_cls=GatewayRequestHandler)
+            self._server = server
+            self.port = server.server.server_address[1]
+            self._spawn(server.server.serve_forever)
+
+    def _start_workers(self, app: Any, urls: dict[str, str], settings: Settings, timeout: int | None) -> None:
+        """Pollers feed the worker and the dead-letter consumer, as Lambda's event sources would.
+
+        A received message stays hidden for one lease, so a worker that dies before claiming
+        its batch delays those jobs by a lease, not by the queue's whole visibility timeout.
+        """
         sqs = aws.client("sqs")
-        for _ in range(self._pollers_wanted):
-            self._poll(SqsPoller(sqs, urls["queue_url"], app.handler_map["worker"], "worker", worker_timeout))
+        for _ in range(self.options.pollers):
+            worker = SqsPoller(
+                sqs,
+                urls["queue_url"],
+                app.handler_map["worker"],
+                "worker",
+                timeout or infra.WORKER_TIMEOUT_S,
+                visibility_s=settings.lease_s,
+                duplicate_rate=self.options.duplicate_rate,
+            )
+            self._poll(worker)
         self._poll(SqsPoller(sqs, urls["dlq_url"], app.handler_map["dead_letters"], "dead_letters", 60))
-        self._server = LocalDevServer(app, config, self.host, self.port, handler_cls=GatewayRequestHandler)
-        self.port = self._server.server.server_address[1]
-        self._spawn(self._server.server.serve_forever)
 
     def stop(self) -> None:
         for poller in self._pollers:
@@ -95,7 +140,8 @@ class LocalStack:
             self._server.shutdown()
         for thread in self._threads:
             thread.join(timeout=5)
-        self._moto.stop()
+        if self._aws is not None:
+            self._aws.stop()
 
     def _poll(self, poller: SqsPoller) -> None:
         self._pollers.append(poller)
@@ -111,16 +157,18 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    port = int(os.environ.get("PORT", "8080"))
-    stack = LocalStack(port)
+    stack = LocalStack(LocalOptions.from_env(os.environ))
     stack.start()
-    base = f"http://{stack.host}:{stack.port}"
-    print(f"asyncgate local stack listening on {base}", flush=True)
-    print(
-        f"try: curl -s -X POST {base}/v1/async/chat/completions -H 'Content-Type: application/json' "
-        """-d '{"model":"mock/echo","messages":[{"role":"user","content":"hello"}]}'""",
-        flush=True,
-    )
+    if stack.options.role == "worker":
+        print("asyncgate local worker running", flush=True)
+    else:
+        base = f"http://{stack.options.host}:{stack.port}"
+        print(f"asyncgate local stack listening on {base}", flush=True)
+        print(
+            f"try: curl -s -X POST {base}/v1/async/chat/completions -H 'Content-Type: application/json' "
+            """-d '{"model":"mock/echo","messages":[{"role":"user","content":"hello"}]}'""",
+            flush=True,
+        )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

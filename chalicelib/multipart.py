@@ -7,6 +7,7 @@ exact bytes sent. A body that is not well-formed multipart is an ``InvalidReques
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import BytesParser
@@ -22,10 +23,15 @@ class FilePart:
     data: bytes
 
 
+Files = Mapping[str, Sequence[FilePart]]
+
+
 @dataclass(frozen=True)
 class Form:
+    """Text fields (first value per name) and file parts (every part, in order, per name)."""
+
     fields: dict[str, str]
-    files: dict[str, FilePart]
+    files: dict[str, list[FilePart]]
 
 
 def _file_type(part: Message, filename: str) -> str:
@@ -40,7 +46,7 @@ def is_multipart(content_type: str | None) -> bool:
 
 
 def parse_form(raw: bytes | None, content_type: str | None) -> Form:
-    """The fields and files of a ``multipart/form-data`` body (first value wins per name)."""
+    """The fields and files of a ``multipart/form-data`` body."""
     if not is_multipart(content_type) or "boundary=" not in (content_type or "").lower():
         raise InvalidRequest("Content-Type must be multipart/form-data with a boundary", code="invalid_content_type")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
@@ -48,18 +54,18 @@ def parse_form(raw: bytes | None, content_type: str | None) -> Form:
     if not message.is_multipart() or message.defects:
         raise InvalidRequest("request body is not valid multipart/form-data", code="invalid_multipart")
     fields: dict[str, str] = {}
-    files: dict[str, FilePart] = {}
+    files: dict[str, list[FilePart]] = {}
     for part in message.get_payload():
         if not isinstance(part, Message):
             continue
         name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or not name or name in fields or name in files:
+        if not isinstance(name, str) or not name:
             continue
         data = part.get_payload(decode=True)
         content = data if isinstance(data, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
-            files[name] = FilePart(filename, _file_type(part, filename), content)
-        else:
+            files.setdefault(name, []).append(FilePart(filename, _file_type(part, filename), content))
+        elif name not in fields:
             fields[name] = content.decode(part.get_content_charset() or "utf-8", "replace")
     return Form(fields, files)

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.blobs import request_key, result_key, upload_key
+from chalicelib.blobs import request_key, result_key, upload_key, uploads_of
 from chalicelib.config import Settings
 from chalicelib.errors import InternalError
 from chalicelib.jobs import Job
-from chalicelib.multipart import FilePart
+from chalicelib.multipart import FilePart, Files
 from chalicelib.ports import BlobStore
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,21 @@ class Payloads:
         self._blobs.put(key, data, "application/json")
         return StoredRequest(None, key)
 
-    def store_uploads(self, job_id: str, files: Mapping[str, FilePart]) -> dict[str, Any]:
-        """Put each uploaded file in the blob store; the descriptors go in the request."""
-        described: dict[str, Any] = {}
-        for field, part in files.items():
-            key = upload_key(job_id, field)
-            self._blobs.put(key, part.data, part.content_type)
-            described[field] = {
-                "key": key,
-                "filename": part.filename,
-                "content_type": part.content_type,
-                "size": len(part.data),
-            }
+    def store_uploads(self, job_id: str, files: Files) -> dict[str, list[dict[str, Any]]]:
+        """Put each uploaded file in the blob store (all or none); the descriptors go in the request."""
+        described: dict[str, list[dict[str, Any]]] = {}
+        stored: list[str] = []
+        try:
+            for field, parts in files.items():
+                for index, part in enumerate(parts):
+                    key = upload_key(job_id, field, index)
+                    self._blobs.put(key, part.data, part.content_type)
+                    stored.append(key)
+                    item = {"key": key, "filename": part.filename, "content_type": part.content_type}
+                    described.setdefault(field, []).append(item | {"size": len(part.data)})
+        except Exception:
+            self.discard(stored)
+            raise
         return described
 
     def read_request(self, job: Job) -> LoadedRequest:
@@ -85,14 +88,23 @@ class Payloads:
         except ValueError:
             raise InternalError("the stored request could not be read", code="corrupt_job") from None
         uploads: dict[str, Any] = body.pop(UPLOADS_FIELD, None) or {}
-        keys = ([job.request_ref] if job.request_ref else []) + [item["key"] for item in uploads.values()]
-        return LoadedRequest(body, uploads, keys)
+        keys = [item["key"] for items in uploads.values() for item in items]
+        return LoadedRequest(body, uploads, ([job.request_ref] if job.request_ref else []) + keys)
 
-    def load_files(self, uploads: Mapping[str, Any]) -> dict[str, FilePart]:
+    def load_files(self, uploads: Mapping[str, Any]) -> dict[str, list[FilePart]]:
         return {
-            field: FilePart(item["filename"], item["content_type"], self._blobs.get(item["key"]))
-            for field, item in uploads.items()
+            field: [FilePart(item["filename"], item["content_type"], self._blobs.get(item["key"])) for item in items]
+            for field, items in uploads.items()
         }
+
+    def discard_inputs(self, job_id: str) -> None:
+        """Drop everything a job was given (request and uploads), found by its fixed keys."""
+        try:
+            keys = [request_key(job_id), *self._blobs.keys(uploads_of(job_id))]
+        except Exception:
+            log.warning("could not list the inputs of job %s", job_id, exc_info=True)
+            return
+        self.discard(keys)
 
     def discard(self, keys: list[str]) -> None:
         """Best effort: the bucket's lifecycle rules collect anything left behind."""

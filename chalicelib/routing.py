@@ -21,7 +21,7 @@ from chalicelib.clock import Clock
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
-from chalicelib.multipart import FilePart
+from chalicelib.multipart import Files
 from chalicelib.providers.base import Provider, ProviderCall
 from chalicelib.validation import ModelRef
 
@@ -91,7 +91,7 @@ class Router:
         self,
         request_type: RequestType,
         body: Mapping[str, Any],
-        files: Mapping[str, FilePart],
+        files: Files,
         targets: Sequence[ModelRef],
         start: int,
         attempt: int,
@@ -119,7 +119,7 @@ class Router:
         self,
         request_type: RequestType,
         body: Mapping[str, Any],
-        files: Mapping[str, FilePart],
+        files: Files,
         target: ModelRef,
         attempt: int,
         deadline: float,

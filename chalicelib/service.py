@@ -111,11 +111,10 @@ class JobService:
             self._payloads.discard(blob_keys)
             raise
         try:
-            self._queue.send(job.id)
-        except Exception:
-            log.exception("job %s could not be queued; rolling back", job.id)
+            self._send(job.id)
+        except ServiceUnavailable:
             self._roll_back(job, key_id, blob_keys)
-            raise ServiceUnavailable("the job could not be queued; try again", code="queue_unavailable") from None
+            raise
         provider = prepared.request.model.provider
         log.info("job %s submitted type=%s provider=%s", job.id, job.request_type.value, provider)
         return job
@@ -127,9 +126,13 @@ class JobService:
         blob_keys: list[str] = []
         if prepared.files:
             uploads = self._payloads.store_uploads(job_id, prepared.files)
-            blob_keys += [item["key"] for item in uploads.values()]
+            blob_keys += [item["key"] for items in uploads.values() for item in items]
             request_json = canonical_json({**json.loads(request_json), UPLOADS_FIELD: uploads})
-        stored = self._payloads.store_request(job_id, request_json)
+        try:
+            stored = self._payloads.store_request(job_id, request_json)
+        except Exception:
+            self._payloads.discard(blob_keys)
+            raise
         blob_keys += [stored.ref] if stored.ref else []
         job = Job(
             id=job_id,
@@ -151,7 +154,18 @@ class JobService:
         job = self._store.get(record.job_id)
         if job is None or job.caller != caller or job.is_expired(now_ms(self._clock)):
             raise NotFound(JOB_NOT_FOUND, code="job_not_found")
+        if job.status == JobStatus.PENDING and job.attempts == 0:
+            # its first message may have been refused (and the rollback with it): queue it again;
+            # a duplicate message is harmless, the claim runs the job once
+            self._send(job.id)
         return job
+
+    def _send(self, job_id: str) -> None:
+        try:
+            self._queue.send(job_id)
+        except Exception:
+            log.exception("job %s could not be queued", job_id)
+            raise ServiceUnavailable("the job could not be queued; try again", code="queue_unavailable") from None
 
     def _roll_back(self, job: Job, key_id: str | None, blob_keys: list[str]) -> None:
         try:
@@ -174,6 +188,8 @@ class JobService:
             raise NotFound(JOB_NOT_FOUND, code="job_not_found")
         if not (outcome.cancelled or outcome.requested):
             raise JobFinished(f"the job already ended with status {outcome.job.status.value}")
+        if outcome.cancelled:
+            self._payloads.discard_inputs(job_id)
         log.info("job %s cancel %s", job_id, "done" if outcome.cancelled else "requested")
         return outcome
 

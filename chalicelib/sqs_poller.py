@@ -3,12 +3,14 @@
 Long-polls the jobs queue, hands each batch to the same handler Lambda would run as a
 real-shaped SQS event (with a Lambda context that counts down the function timeout),
 and deletes exactly the messages the handler did not list in ``batchItemFailures``.
-If the handler raises, nothing is deleted: SQS redelivers, as it would in AWS.
+If the handler raises, nothing is deleted: SQS redelivers, as it would in AWS. For soak
+runs it can also deliver a share of messages twice.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +44,9 @@ class SqsPoller:
         timeout_s: int,
         batch_size: int = 10,
         wait_s: int = 1,
+        visibility_s: int | None = None,
+        duplicate_rate: float = 0.0,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -50,6 +55,9 @@ class SqsPoller:
         self._timeout_s = timeout_s
         self._batch_size = batch_size
         self._wait_s = wait_s
+        self._visibility = {"VisibilityTimeout": visibility_s} if visibility_s else {}
+        self._duplicate_rate = duplicate_rate
+        self._rng = rng
         self._stopping = threading.Event()
         self._arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._region = self._arn.split(":")[3]
@@ -75,9 +83,11 @@ class SqsPoller:
             WaitTimeSeconds=self._wait_s,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
+            **self._visibility,
         ).get("Messages", [])
         if not received:
             return 0
+        self._duplicate_some(received)
         event = {"Records": [self._record(message) for message in received]}
         try:
             reply = self._handler(event, LambdaContext(self._function_name, self._timeout_s))
@@ -92,6 +102,12 @@ class SqsPoller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
         return len(received)
+
+    def _duplicate_some(self, received: list[dict[str, Any]]) -> None:
+        """Chaos for soak runs: deliver some messages twice, as SQS may."""
+        for message in received:
+            if self._duplicate_rate and self._rng() < self._duplicate_rate:
+                self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=message["Body"])
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         return {

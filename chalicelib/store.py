@@ -144,6 +144,8 @@ class DynamoJobStore:
         try:
             self._as_holder(job_id, owner, update, values, "attribute_not_exists(cancel_requested)", raise_refusal=True)
         except ClientError as exc:
+            if not _refused(exc):
+                raise
             current = exc.response.get("Item")
             job = from_item(current) if current else None
             if job is None or job.lease_owner != owner or job.status != JobStatus.PROCESSING:

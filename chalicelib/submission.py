@@ -9,6 +9,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 from chalicelib.contract import BY_TYPE, RequestType
@@ -36,22 +37,24 @@ class Prepared:
     request: InferenceRequest
     request_json: str
     request_hash: str
-    files: dict[str, FilePart] = field(default_factory=dict)
+    files: dict[str, list[FilePart]] = field(default_factory=dict)
 
 
 def prepare(submission: Submission, catalog: ProviderCatalog, max_request_bytes: int) -> Prepared:
     raw = submission.raw_body or b""
     if len(raw) > max_request_bytes:
         raise PayloadTooLarge(f"request body is larger than {max_request_bytes} bytes")
-    files: dict[str, FilePart] = {}
+    files: dict[str, list[FilePart]] = {}
     if BY_TYPE[submission.request_type].multipart:
         request, files = validate_form(submission.request_type, parse_form(raw, submission.content_type), catalog)
     else:
         request = validate(submission.request_type, parse_json_body(raw, submission.content_type), catalog)
     request_json = canonical_json(request.body)
-    digest = hashlib.sha256(submission.request_type.value.encode() + b"\n" + request_json.encode())
+    ordered = json.dumps(request.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(submission.request_type.value.encode() + b"\n" + ordered.encode("utf-8", "replace"))
     for name in sorted(files):
-        digest.update(b"\n" + name.encode() + b"=" + hashlib.sha256(files[name].data).digest())
+        for part in files[name]:
+            digest.update(b"\n" + name.encode() + b"=" + hashlib.sha256(part.data).digest())
     return Prepared(request, request_json, digest.hexdigest(), files)
 
 

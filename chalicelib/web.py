@@ -13,14 +13,27 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
 from chalice.app import Response
 
 from chalicelib.contract import RequestType
-from chalicelib.errors import GatewayError, InternalError, MethodNotAllowed
+from chalicelib.errors import GatewayError, InternalError, MethodNotAllowed, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+AWS_BUSY = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "Throttling",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalFailure",
+    }
+)
 
 
 def json_text(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -46,6 +59,13 @@ def guarded(action: Callable[[], Response], request_type: RequestType | None = N
         return action()
     except GatewayError as error:
         return error_response(error, request_type)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in AWS_BUSY:
+            log.warning("AWS is throttling or unavailable: %s", error.response["Error"]["Code"])
+            busy = ServiceUnavailable("the service is busy; retry shortly", code="temporarily_unavailable")
+            return error_response(busy, request_type, {"Retry-After": "1"})
+        log.exception("unhandled AWS error")
+        return error_response(InternalError("internal error"), request_type)
     except Exception:
         log.exception("unhandled error")
         return error_response(InternalError("internal error"), request_type)

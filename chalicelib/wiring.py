@@ -59,7 +59,7 @@ class Container:
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.store, self.clock)
+        return DeadLetters(self.store, self.payloads, self.clock)
 
     @cached_property
     def files(self) -> FilesService:

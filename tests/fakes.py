@@ -209,6 +209,9 @@ class InMemoryBlobStore:
         for key in keys:
             self.objects.pop(key, None)
 
+    def keys(self, prefix: str) -> list[str]:
+        return [key for key in self.objects if key.startswith(prefix)]
+
     def url(self, key: str, expires_in_s: int) -> str:
         return f"https://blobs.example.invalid/{key}?expires={expires_in_s}"
 

@@ -16,7 +16,7 @@ from chalicelib.clock import Clock
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import ProviderError
-from chalicelib.multipart import FilePart
+from chalicelib.multipart import Files
 from chalicelib.providers.transport import HttpTransport
 
 
@@ -27,7 +27,7 @@ class ProviderCall:
     body: Mapping[str, Any]
     attempt: int = 1
     api_key: str | None = None
-    files: Mapping[str, FilePart] = field(default_factory=dict)
+    files: Files = field(default_factory=dict)
 
 
 class Provider(Protocol):

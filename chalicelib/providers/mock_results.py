@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.contract import RequestType
-from chalicelib.multipart import FilePart
+from chalicelib.multipart import Files
 from chalicelib.providers.mock_media import png_solid, wav_tone
 
 DEFAULT_DIMENSIONS = 8
@@ -23,7 +23,7 @@ ResultBuilder = Callable[[Mapping[str, Any], str, int], dict[str, Any]]
 
 
 def build_result(
-    request_type: RequestType, body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int
+    request_type: RequestType, body: Mapping[str, Any], files: Files, model: str, now_s: int
 ) -> dict[str, Any]:
     if request_type in FORM_BUILDERS:
         return FORM_BUILDERS[request_type](body, files, model, now_s)
@@ -230,8 +230,8 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def transcription(body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int) -> dict[str, Any]:
-    audio = files["file"]
+def transcription(body: Mapping[str, Any], files: Files, model: str, now_s: int) -> dict[str, Any]:
+    audio = files["file"][0]
     try:
         heard = audio.data.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -240,13 +240,13 @@ def transcription(body: Mapping[str, Any], files: Mapping[str, FilePart], model:
     return {"text": text, "usage": {"type": "duration", "seconds": max(1, len(audio.data) // 16000)}}
 
 
-def image_edit(body: Mapping[str, Any], files: Mapping[str, FilePart], model: str, now_s: int) -> dict[str, Any]:
-    image = files.get("image") or files["image[]"]
-    seed = f"{body.get('prompt', '')}:{hashlib.sha256(image.data).hexdigest()}"
+def image_edit(body: Mapping[str, Any], files: Files, model: str, now_s: int) -> dict[str, Any]:
+    images = [*files.get("image", []), *files.get("image[]", [])]
+    seed = f"{body.get('prompt', '')}:" + ":".join(hashlib.sha256(image.data).hexdigest() for image in images)
     return image_generation({**body, "prompt": seed, "n": int(body.get("n") or 1)}, model, now_s)
 
 
-FormBuilder = Callable[[Mapping[str, Any], Mapping[str, FilePart], str, int], dict[str, Any]]
+FormBuilder = Callable[[Mapping[str, Any], Files, str, int], dict[str, Any]]
 FORM_BUILDERS: dict[RequestType, FormBuilder] = {
     RequestType.TRANSCRIPTION: transcription,
     RequestType.IMAGE_EDIT: image_edit,

@@ -40,7 +40,9 @@ def build_payload(call: ProviderCall) -> dict[str, Any]:
 def build_form(call: ProviderCall) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
     """The multipart fields and file parts OpenAI expects for an upload request."""
     fields = {name: str(value) for name, value in call.body.items()} | {"model": call.model}
-    files = [(name, (part.filename, part.data, part.content_type)) for name, part in call.files.items()]
+    files = [
+        (name, (part.filename, part.data, part.content_type)) for name, parts in call.files.items() for part in parts
+    ]
     return fields, files
 
 

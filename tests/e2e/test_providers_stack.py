@@ -4,7 +4,8 @@ One stack serves the whole module, its environment merged from every fake's ``en
 one OpenAIFake (with a key) serves openai and the keyed OpenAI-compatible family, a
 keyless one serves ollama (given the bare root, so the gateway must add ``/v1``) and vllm,
 and each native provider has its own fake. Every (provider, request type) pair the
-registry declares completes a job; scripted provider errors end jobs failed with the
+registry declares completes a job (the multipart types are submitted as forms, and the fake
+must receive the exact file bytes and fields); scripted provider errors end jobs failed with the
 contract's §4 error; a provider answering 503 for ever falls back to ``mock/echo`` (or,
 without fallbacks, fails with its 503 after the last attempt); no provider key leaks.
 """
@@ -33,7 +34,7 @@ from tests.support.fake_http import FakeHttpServer, RecordedRequest
 from tests.support.gemini_fake import GeminiFake, embed_path, generate_path
 from tests.support.local_stack import LocalStackProcess, local_stack
 from tests.support.mistral_fake import MistralFake
-from tests.support.openai_fake import OpenAIFake
+from tests.support.openai_fake import OpenAIFake, ReceivedForm
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +85,22 @@ FIELDS: dict[RequestType, dict[str, Any]] = {
     RT.IMAGE_GENERATION: {"prompt": "a red square"},
     RT.RERANK: {"query": "red fox", "documents": ["the red fox", "a blue sky"]},
     RT.OCR: {"document": {"type": "document_url", "document_url": "https://example.com/scan.pdf"}},
+}
+
+AUDIO = b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00" + bytes(range(256)) + b"\r\n--x\r\n"
+IMAGE = openai_fake.PNG_PIXEL + b"\x00\r\n\xff"
+MASK = bytes(reversed(openai_fake.PNG_PIXEL))
+Upload = tuple[str, tuple[str, bytes, str]]  # form name, (filename, bytes, content type)
+FORMS: dict[RequestType, tuple[dict[str, str], list[Upload]]] = {
+    RT.TRANSCRIPTION: (
+        {"language": "en", "prompt": "a short clip", "response_format": "json", "temperature": "0.2"},
+        [("file", ("clip.wav", AUDIO, "audio/wav"))],
+    ),
+    RT.IMAGE_EDIT: (
+        {"prompt": "add a red hat", "n": "2", "size": "256x256", "response_format": "b64_json"},
+        [("image", ("cat.png", IMAGE, "image/png")), ("mask", ("mask.png", MASK, "image/png"))],
+    ),
+    RT.IMAGE_VARIATION: ({"n": "1", "size": "256x256"}, [("image", ("cat.png", IMAGE, "image/png"))]),
 }
 
 
@@ -180,9 +197,19 @@ def poll_bodies() -> list[str]:
 
 
 def run_job(
-    http: requests.Session, stack: LocalStackProcess, bodies: list[str], request_type: RequestType, body: dict[str, Any]
+    http: requests.Session,
+    stack: LocalStackProcess,
+    bodies: list[str],
+    request_type: RequestType,
+    body: dict[str, Any],
+    uploads: list[Upload] | None = None,
 ) -> dict[str, Any]:
-    submitted = http.post(stack.url(BY_TYPE[request_type].submit_path), json=body, headers=JSON, timeout=10)
+    """Submit (as JSON, or as a multipart form with ``uploads``) and poll until the job ends."""
+    url = stack.url(BY_TYPE[request_type].submit_path)
+    if uploads is None:
+        submitted = http.post(url, json=body, headers=JSON, timeout=10)
+    else:
+        submitted = http.post(url, data=body, files=uploads, timeout=10)
     bodies.append(submitted.text)
     assert submitted.status_code == 202, submitted.text
     url = stack.url(submitted.headers["Location"])
@@ -221,6 +248,11 @@ def check_result(request_type: RequestType, result: dict[str, Any]) -> None:
         assert base64.b64decode(result["audio"]) == openai_fake.SPEECH_AUDIO
     elif request_type == RT.IMAGE_GENERATION:
         assert base64.b64decode(result["data"][0]["b64_json"]) == openai_fake.PNG_PIXEL
+    elif request_type == RT.TRANSCRIPTION:
+        assert result["text"] == openai_fake.transcript(AUDIO)
+    elif request_type in (RT.IMAGE_EDIT, RT.IMAGE_VARIATION):
+        count = int(FORMS[request_type][0]["n"])
+        assert [base64.b64decode(item["b64_json"]) for item in result["data"]] == [openai_fake.PNG_PIXEL] * count
     elif request_type == RT.RERANK:
         assert [item["index"] for item in result["results"]] == [0, 1]
         assert all(isinstance(item["relevance_score"], float) for item in result["results"])
@@ -246,8 +278,10 @@ def test_every_provider_completes_each_of_its_request_types(
 ) -> None:
     fake, model = fakes.of(provider), model_for(provider, request_type)
     before = len(fake.requests)
+    multipart = BY_TYPE[request_type].multipart
+    fields, uploads = FORMS[request_type] if multipart else (FIELDS[request_type], None)
 
-    job = run_job(http, stack, poll_bodies, request_type, {"model": f"{provider}/{model}", **FIELDS[request_type]})
+    job = run_job(http, stack, poll_bodies, request_type, {"model": f"{provider}/{model}", **fields}, uploads)
 
     assert job["status"] == "completed", job
     assert job["status_code"] == 200
@@ -255,7 +289,13 @@ def test_every_provider_completes_each_of_its_request_types(
     extra = job["result"]["extra_fields"]
     assert (extra["provider"], extra["model_requested"], extra["request_type"]) == (provider, model, request_type)
     path = upstream_path(provider, request_type, model)
-    assert received(fake.requests[before:], path, model), [(r.path, r.json) for r in fake.requests[before:]]
+    sent = received(fake.requests[before:], path, model)
+    assert sent, [(r.path, r.json) for r in fake.requests[before:]]
+    if uploads is not None:
+        [form] = [ReceivedForm.of(request) for request in sent]
+        assert form.fields == {"model": model, **fields}
+        files = [(p.name, (p.filename, p.content, p.content_type)) for p in form.parts if p.filename is not None]
+        assert files == uploads
 
 
 GEMINI_MISSING = "models/gemini-2.0-flash is not found for API version v1beta"

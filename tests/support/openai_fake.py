@@ -2,15 +2,20 @@
 
 Serves ``/v1/chat/completions``, ``/v1/completions``, ``/v1/responses``, ``/v1/embeddings``,
 ``/v1/audio/speech`` (``audio/mpeg`` bytes) and ``/v1/images/generations`` with bodies shaped
-as OpenAI's API reference documents them, echoing the request's model. It records every
-request, checks ``Authorization: Bearer <api_key>`` (401 ``invalid_api_key`` otherwise) and
-can be scripted, per path, to answer an error, a raw (non-JSON) body or to stall.
+as OpenAI's API reference documents them, echoing the request's model; and the multipart
+routes ``/v1/audio/transcriptions`` (``{"text"}`` JSON, or plain text for ``text``/``srt``/
+``vtt``), ``/v1/images/edits`` (``image`` or repeated ``image[]``, optional ``mask``) and
+``/v1/images/variations``, answering OpenAI's 400 when a required part is missing. It records
+every request (``forms()`` parses the multipart ones), checks ``Authorization: Bearer
+<api_key>`` (401 ``invalid_api_key`` otherwise) and can be scripted, per path, to answer an
+error, a raw (non-JSON) body or to stall.
 
     with OpenAIFake(api_key="sk-test") as fake:
         environ = fake.environ()              # OPENAI_BASE_URL / OPENAI_API_KEY
         fake.script_error("/chat/completions", 429, headers={"retry-after": "2"}, times=1)
         ...
         fake.requests_to("/chat/completions")[0].json
+        fake.forms("/audio/transcriptions")[0].file("file").content
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import json
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.support.fake_http import FakeHttpServer, Json, RecordedRequest, Reply, form_parts, json_reply
+from tests.support.fake_http import FakeHttpServer, FormPart, Json, RecordedRequest, Reply, form_parts, json_reply
 
 PREFIX = "/v1"
 SPEECH_AUDIO = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x64" + bytes(range(64))
@@ -92,6 +98,11 @@ class OpenAIFake(FakeHttpServer):
         payload = body if body is not None else DEFAULT_ERRORS.get(status, error_body("Error.", "api_error"))
         self.script_json(path, status, payload, headers, times)
 
+    def forms(self, path: str | None = None) -> list[ReceivedForm]:
+        """Every request to a multipart route (or to ``path``), parsed into its parts."""
+        paths = {self.full_path(path)} if path else {PREFIX + route for route in FORM_ROUTES}
+        return [ReceivedForm.of(r) for r in self.requests if r.path in paths]
+
     def authorize(self, request: RecordedRequest) -> Reply | None:
         auth = request.headers.get("authorization")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
@@ -101,6 +112,8 @@ class OpenAIFake(FakeHttpServer):
     def respond(self, request: RecordedRequest) -> Reply:
         if request.method == "POST" and request.path == PREFIX + "/files":
             return _files(request)
+        if request.method == "POST" and request.path.removeprefix(PREFIX) in FORM_ROUTES:
+            return _form_route(request)
         route = ROUTES.get(request.path.removeprefix(PREFIX)) if request.path.startswith(PREFIX + "/") else None
         if request.method != "POST" or route is None:
             message = f"Invalid URL ({request.method} {request.path})"
@@ -229,6 +242,134 @@ def _files(request: RecordedRequest) -> Reply:
     body |= {"filename": upload.filename, "purpose": purpose.content.decode(), "status": "processed"}
     return _json(200, body)
 
+
+# multipart routes -----------------------------------------------------------------------
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+IMAGE_FORMATS = ("url", "b64_json")
+CONTENT_TYPE_HINT = "(HINT: If you're using curl, you can pass -F 'key=value' in order to send form data)"
+
+
+@dataclass(frozen=True)
+class ReceivedForm:
+    """A multipart request as the fake received it: every part, bytes exactly as sent."""
+
+    path: str
+    headers: Mapping[str, str]
+    parts: tuple[FormPart, ...]
+
+    @classmethod
+    def of(cls, request: RecordedRequest) -> ReceivedForm:
+        parts = form_parts(request.headers.get("content-type", ""), request.body)
+        return cls(request.path, request.headers, tuple(parts))
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The text (non-file) parts, first value per name."""
+        found: dict[str, str] = {}
+        for part in self.parts:
+            if part.filename is None:
+                found.setdefault(part.name, part.content.decode())
+        return found
+
+    def files(self, *names: str) -> list[FormPart]:
+        """The file parts sent under any of ``names``, in order."""
+        return [part for part in self.parts if part.filename is not None and part.name in names]
+
+    def file(self, name: str) -> FormPart:
+        [part] = self.files(name)
+        return part
+
+
+def transcript(audio: bytes) -> str:
+    """What the fake "hears" in ``audio``: deterministic, so tests can compare it."""
+    return f"Fake transcript of {len(audio)} bytes, digest {hashlib.sha256(audio).hexdigest()[:12]}."
+
+
+def _missing(name: str) -> Reply:
+    return _json(400, error_body(f"Missing required parameter: '{name}'.", "invalid_request_error", name))
+
+
+def _invalid(name: str, value: str, allowed: str) -> Reply:
+    message = f"Invalid value: '{value}'. Supported values are: {allowed}."
+    return _json(400, error_body(message, "invalid_request_error", name, "invalid_value"))
+
+
+def _form_route(request: RecordedRequest) -> Reply:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        message = f"Invalid Content-Type header ({content_type}), expected multipart/form-data. {CONTENT_TYPE_HINT}"
+        return _json(400, error_body(message, "invalid_request_error"))
+    form = ReceivedForm.of(request)
+    count = form.fields.get("n", "1")
+    if not count.isdigit() or not 1 <= int(count) <= 10:
+        return _json(400, error_body(f"{count!r} is not valid for n: between 1 and 10", "invalid_request_error", "n"))
+    return FORM_ROUTES[request.path.removeprefix(PREFIX)](form)
+
+
+def _transcription(form: ReceivedForm) -> Reply:
+    fields, audio = form.fields, form.files("file")
+    if not audio:
+        return _missing("file")
+    if "model" not in fields:
+        return _missing("model")
+    fmt = fields.get("response_format", "json")
+    if fmt not in TRANSCRIPT_FORMATS:
+        return _invalid("response_format", fmt, ", ".join(TRANSCRIPT_FORMATS))
+    temperature = fields.get("temperature", "0")
+    try:
+        if not 0 <= float(temperature) <= 1:
+            raise ValueError(temperature)
+    except ValueError:
+        return _invalid("temperature", temperature, "a number between 0 and 1")
+    text, seconds = transcript(audio[0].content), max(1, len(audio[0].content) // 16000)
+    plain = {
+        "text": f"{text}\n",
+        "srt": f"1\n00:00:00,000 --> 00:00:{seconds:02d},000\n{text}\n\n",
+        "vtt": f"WEBVTT\n\n00:00:00.000 --> 00:00:{seconds:02d}.000\n{text}\n\n",
+    }
+    if fmt in plain:
+        return 200, {"Content-Type": "text/plain; charset=utf-8"}, plain[fmt].encode()
+    usage = {"type": "duration", "seconds": seconds}
+    if fmt == "json":
+        return _json(200, {"text": text, "usage": usage})
+    segment = {"id": 0, "seek": 0, "start": 0.0, "end": float(seconds), "text": text, "tokens": [50364]}
+    segment |= {"temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0, "no_speech_prob": 0.01}
+    head = {"task": "transcribe", "language": fields.get("language", "english"), "duration": float(seconds)}
+    return _json(200, {**head, "text": text, "segments": [segment], "usage": usage})
+
+
+def _image_reply(form: ReceivedForm, prompt: str | None) -> Reply:
+    fmt = form.fields.get("response_format", "b64_json")
+    if fmt not in IMAGE_FORMATS:
+        return _invalid("response_format", fmt, ", ".join(IMAGE_FORMATS))
+    body: Json = {"n": int(form.fields.get("n", "1")), "response_format": fmt, "prompt": prompt}
+    status, headers, content = _images(body)
+    if prompt is None:  # variations (dall-e-2) report no usage
+        reply = json.loads(content)
+        return _json(status, {"created": reply["created"], "data": reply["data"]})
+    return status, headers, content
+
+
+def _image_edit(form: ReceivedForm) -> Reply:
+    if not form.files("image", "image[]"):
+        return _missing("image")
+    prompt = form.fields.get("prompt")
+    if not prompt:
+        return _missing("prompt")
+    return _image_reply(form, prompt)
+
+
+def _image_variation(form: ReceivedForm) -> Reply:
+    if not form.files("image"):
+        return _missing("image")
+    return _image_reply(form, None)
+
+
+FORM_ROUTES: dict[str, Callable[[ReceivedForm], Reply]] = {
+    "/audio/transcriptions": _transcription,
+    "/images/edits": _image_edit,
+    "/images/variations": _image_variation,
+}
 
 ROUTES: dict[str, Callable[[Json], Reply]] = {
     "/chat/completions": _chat,
