@@ -61,25 +61,29 @@ class Job:
         return self.expires_at_ms is not None and self.expires_at_ms <= now_ms
 
 
-def render_job(job: Job, result_json: str | None = None, result_url: str | None = None) -> str:
-    """The poll/submit body as JSON text; open jobs carry only id, status, created_at.
-
-    A result kept as a blob is passed in: as its text (``result_json``), or, when too large
-    for a response, as a URL (``result_url``) with ``"result": null`` and its size.
-    """
-    head: dict[str, object] = {
-        "id": job.id,
-        "status": job.status.value,
-        "created_at": rfc3339(job.created_at_ms),
-    }
+def _head(job: Job) -> dict[str, object]:
+    """id, status, creation time, and once finished its completion, expiry and status code."""
+    head: dict[str, object] = {"id": job.id, "status": job.status.value, "created_at": rfc3339(job.created_at_ms)}
     if not job.status.is_terminal:
-        return json.dumps(head, separators=(",", ":"))
+        return head
     if job.completed_at_ms is not None:
         head["completed_at"] = rfc3339(job.completed_at_ms)
     if job.expires_at_ms is not None:
         head["expires_at"] = rfc3339(job.expires_at_ms)
     if job.status_code is not None:
         head["status_code"] = job.status_code
+    return head
+
+
+def render_job(job: Job, result_json: str | None = None, result_url: str | None = None) -> str:
+    """The poll body as JSON text; open jobs carry only id, status, created_at.
+
+    A result kept as a blob is passed in: as its text (``result_json``), or, when too large
+    for a response, as a URL (``result_url``) with ``"result": null`` and its size.
+    """
+    head = _head(job)
+    if not job.status.is_terminal:
+        return json.dumps(head, separators=(",", ":"))
     if result_url is not None:
         head |= {"result": None, "result_url": result_url, "result_size_bytes": job.result_size}
     text = json.dumps(head, separators=(",", ":"))
@@ -105,16 +109,4 @@ def render_submitted(job: Job) -> str:
 
 def summary(job: Job) -> dict[str, object]:
     """A job as a listing shows it: no result, no error body."""
-    item: dict[str, object] = {
-        "id": job.id,
-        "request_type": job.request_type.value,
-        "status": job.status.value,
-        "created_at": rfc3339(job.created_at_ms),
-    }
-    if job.completed_at_ms is not None:
-        item["completed_at"] = rfc3339(job.completed_at_ms)
-    if job.expires_at_ms is not None:
-        item["expires_at"] = rfc3339(job.expires_at_ms)
-    if job.status_code is not None:
-        item["status_code"] = job.status_code
-    return item
+    return {"request_type": job.request_type.value} | _head(job)
