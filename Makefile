@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck clean soak
+.PHONY: install run test lint typecheck clean soak openapi
 
 install: $(STAMP)
 
@@ -31,3 +31,6 @@ clean:
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --jobs $(or $(JOBS),2000)
+
+openapi: $(STAMP)
+	$(BIN)/python -c "import json, yaml; json.dump(yaml.safe_load(open('openapi.yaml')), open('chalicelib/openapi.json', 'w'), indent=1)"

@@ -1,4 +1,4 @@
-"""asyncgate: Chalice routes and the SQS worker. Thin handlers only; logic lives in chalicelib."""
+"""asyncgate: Chalice routes, the SQS worker and the dead-letter consumer. Thin handlers only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from chalicelib.contract import ENDPOINTS, Endpoint
 from chalicelib.errors import GatewayError, InternalError
 from chalicelib.files import anthropic_error_body
 from chalicelib.jobs import poll_interval_s, render_job, render_submitted
+from chalicelib.key_admin import key_view
+from chalicelib.keys import presented_key
 from chalicelib.listing import list_query, render_page
+from chalicelib.openapi import openapi_document
 from chalicelib.submission import Submission
 from chalicelib.worker import deliveries_from_records
 
@@ -37,6 +40,11 @@ def _raw_body(request: Request) -> bytes:
     return raw.encode() if isinstance(raw, str) else raw
 
 
+def _key() -> str | None:
+    return presented_key(_request().headers)
+
+
+# the async job API (contract §2, §3, §6) -------------------------------------------------
 def _submit(endpoint: Endpoint) -> Response:
     request = _request()
     submission = Submission(
@@ -45,6 +53,7 @@ def _submit(endpoint: Endpoint) -> Response:
         request.headers.get("content-type"),
         request.headers.get("x-bf-async-job-result-ttl"),
         request.headers.get("idempotency-key"),
+        _key(),
     )
     job = wiring.container().service.submit(submission)
     headers = {"Location": endpoint.job_path(job.id), "Retry-After": "1"}
@@ -53,7 +62,8 @@ def _submit(endpoint: Endpoint) -> Response:
 
 def _poll(endpoint: Endpoint, job_id: str) -> Response:
     services = wiring.container()
-    polled = services.service.poll(endpoint.request_type, job_id)
+    caller = services.access.reading(_key())
+    polled = services.service.poll(endpoint.request_type, job_id, caller.scope)
     if polled.job.status.is_terminal:
         return web.json_text(200, polled.body)
     retry_after = poll_interval_s(polled.job, int(services.clock.now() * 1000))
@@ -61,16 +71,19 @@ def _poll(endpoint: Endpoint, job_id: str) -> Response:
 
 
 def _cancel(endpoint: Endpoint, job_id: str) -> Response:
-    outcome = wiring.container().service.cancel(endpoint.request_type, job_id)
+    services = wiring.container()
+    caller = services.access.reading(_key())
+    outcome = services.service.cancel(endpoint.request_type, job_id, caller.scope)
     if outcome.cancelled:
         return web.json_text(200, render_job(outcome.job))
     return web.json_text(202, render_job(outcome.job), {"Retry-After": "1"})
 
 
 def _list() -> Response:
-    where, limit, cursor = list_query(_request().query_params or {})
-    page = wiring.container().service.list_jobs(where, limit, cursor)
-    return web.json_body(200, render_page(page))
+    services = wiring.container()
+    caller = services.access.listing(_key())
+    where, limit, cursor = list_query(_request().query_params or {}, caller.scope)
+    return web.json_body(200, render_page(services.service.list_jobs(where, limit, cursor)))
 
 
 def _register(path: str, served: dict[str, Callable[..., Response]], name: str) -> None:
@@ -114,13 +127,11 @@ def list_jobs() -> Response:
 _register("/v1/async/jobs", {"GET": list_jobs}, "list_jobs")
 
 
-def health() -> Response:
-    return web.json_body(200, {"status": "ok"})
-
-
+# the Anthropic-format file upload (contract §7) --------------------------------------------
 def upload_file() -> Response:
     request = _request()
     try:
+        wiring.container().access.listing(_key())
         uploaded = wiring.container().files.upload(
             request.headers.get("x-model-provider"), _raw_body(request), request.headers.get("content-type")
         )
@@ -132,10 +143,53 @@ def upload_file() -> Response:
     return web.json_body(200, uploaded)
 
 
-_register("/health", {"GET": health}, "health")
 _register("/anthropic/v1/files", {"POST": upload_file}, "anthropic_files")
 
 
+# admin: virtual keys, behind the admin token ------------------------------------------------
+def _admin(action: Callable[[], Response]) -> Response:
+    def checked() -> Response:
+        wiring.container().admin_token.require(_request().headers)
+        return action()
+
+    return web.guarded(checked)
+
+
+def list_keys() -> Response:
+    return _admin(lambda: web.json_body(200, {"data": [key_view(k) for k in wiring.container().key_admin.all()]}))
+
+
+def create_key() -> Response:
+    def create() -> Response:
+        body = web.json_object(_request())
+        created = wiring.container().key_admin.create(body.get("name"), body.get("rate_limit_per_minute"))
+        return web.json_body(201, key_view(created.key, created.value))
+
+    return _admin(create)
+
+
+def disable_key(key_id: str) -> Response:
+    return _admin(lambda: web.json_body(200, key_view(wiring.container().key_admin.disable(key_id))))
+
+
+_register("/api/keys", {"GET": list_keys, "POST": create_key}, "admin_keys")
+_register("/api/keys/{key_id}/disable", {"POST": disable_key}, "admin_disable_key")
+
+
+# service routes -----------------------------------------------------------------------------
+def health() -> Response:
+    return web.json_body(200, {"status": "ok"})
+
+
+def openapi() -> Response:
+    return web.json_text(200, openapi_document())
+
+
+_register("/health", {"GET": health}, "health")
+_register("/openapi.json", {"GET": openapi}, "openapi")
+
+
+# SQS event sources ------------------------------------------------------------------------
 def _batch_failures(message_ids: list[str]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
 

@@ -23,6 +23,10 @@ class Settings:
     jobs_table: str = "asyncgate-jobs"
     jobs_queue: str = "asyncgate-jobs"
     bucket: str = "asyncgate-payloads"
+    keys_table: str = "asyncgate-keys"
+    require_virtual_key: bool = False
+    key_cache_s: float = 10.0
+    admin_token_secret: str = ""
     default_ttl_s: int = 3600
     max_ttl_s: int = 365 * DAY_S
     open_job_horizon_s: int = 3 * DAY_S
@@ -75,6 +79,10 @@ ENV_NAMES: dict[str, str] = {
     "jobs_table": "ASYNCGATE_JOBS_TABLE",
     "jobs_queue": "ASYNCGATE_JOBS_QUEUE",
     "bucket": "ASYNCGATE_BUCKET",
+    "keys_table": "ASYNCGATE_KEYS_TABLE",
+    "require_virtual_key": "ASYNCGATE_REQUIRE_VIRTUAL_KEY",
+    "key_cache_s": "ASYNCGATE_KEY_CACHE_SECONDS",
+    "admin_token_secret": "ASYNCGATE_ADMIN_TOKEN_SECRET",
     "default_ttl_s": "ASYNCGATE_DEFAULT_TTL",
     "max_ttl_s": "ASYNCGATE_MAX_TTL",
     "open_job_horizon_s": "ASYNCGATE_OPEN_JOB_TTL",
@@ -97,6 +105,12 @@ ENV_NAMES: dict[str, str] = {
 
 
 def _coerce(name: str, raw: str, kind: object) -> object:
+    if kind in (bool, "bool"):
+        if raw.lower() in ("true", "1", "yes", "on"):
+            return True
+        if raw.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
     try:
         if kind in (int, "int"):
             return int(raw)

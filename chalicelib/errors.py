@@ -31,6 +31,7 @@ class GatewayError(Exception):
     error_type: str = "server_error"
     code: str = "internal_error"
     is_bifrost_error: bool = True
+    retry_after_s: float | None = None  # sent as ``Retry-After`` when the error is an HTTP answer
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from chalicelib.blobs import REQUESTS, RESULTS, UPLOADS
 from chalicelib.config import DAY_S, Settings
 from chalicelib.items import CALLER_INDEX
 from chalicelib.job_index import INDEXED_ATTRIBUTES
+from chalicelib.key_store import KEY_ID_INDEX
 
 WORKER_TIMEOUT_S = 300
 QUEUE_VISIBILITY_S = 6 * WORKER_TIMEOUT_S
@@ -37,6 +38,7 @@ def dlq_name(queue_name: str) -> str:
 def ensure(settings: Settings, dynamodb: Any, sqs: Any, s3: Any) -> dict[str, str]:
     """Create whatever is missing; returns the queue URLs."""
     ensure_table(dynamodb, settings.jobs_table)
+    ensure_keys_table(dynamodb, settings.keys_table)
     urls = ensure_queues(sqs, settings)
     ensure_bucket(s3, settings)
     return urls
@@ -60,6 +62,32 @@ def ensure_table(dynamodb: Any, table: str) -> None:
                         {"AttributeName": "created_at", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(INDEXED_ATTRIBUTES)},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    dynamodb.get_waiter("table_exists").wait(TableName=table)
+    dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+
+
+def ensure_keys_table(dynamodb: Any, table: str) -> None:
+    try:
+        dynamodb.create_table(
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "key_id", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": KEY_ID_INDEX,
+                    "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
                 }
             ],
             BillingMode="PAY_PER_REQUEST",

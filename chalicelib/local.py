@@ -26,14 +26,18 @@ from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer, LocalGatewayException
 
 from chalicelib import aws, infra
+from chalicelib.clock import SystemClock
 from chalicelib.config import Settings
-from chalicelib.errors import NotFound
+from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.key_admin import KeyAdmin
+from chalicelib.key_store import DynamoKeyStore
 from chalicelib.local_aws import EmbeddedAws
 from chalicelib.sqs_poller import SqsPoller
 
 log = logging.getLogger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+STATE_FILE = PROJECT_DIR / ".asyncgate-local.json"  # where the admin CLI finds a running local stack
 STAGE = "local"
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -104,6 +108,7 @@ class LocalStack:
         aws.reset()
         settings = Settings.from_env()
         urls = infra.ensure(settings, aws.client("dynamodb"), aws.client("sqs"), aws.client("s3"))
+        self._seed_keys(os.environ.get("ASYNCGATE_VIRTUAL_KEYS", ""))
         app = factory.load_chalice_app()
         if self.options.role in ("all", "worker"):
             self._start_workers(app, urls, settings, config.scope(STAGE, "worker").lambda_timeout)
@@ -112,6 +117,18 @@ class LocalStack:
             self._server = server
             self.port = server.server.server_address[1]
             self._spawn(server.server.serve_forever)
+            state = {"api_url": f"http://{self.options.host}:{self.port}", "aws_endpoint": endpoint}
+            STATE_FILE.write_text(json.dumps(state) + "\n")
+
+    def _seed_keys(self, values: str) -> None:
+        """Virtual keys from ``ASYNCGATE_VIRTUAL_KEYS`` (comma-separated values), so scoping can be tried at once."""
+        admin = KeyAdmin(DynamoKeyStore(aws.client("dynamodb"), Settings.from_env().keys_table), SystemClock())
+        for value in filter(None, (v.strip() for v in values.split(","))):
+            try:
+                created = admin.create("seeded", value=value)
+                log.info("seeded virtual key %s", created.key.id)
+            except InvalidRequest:
+                pass  # seeded by an earlier start against the same AWS endpoint
 
     def _start_workers(self, app: Any, urls: dict[str, str], settings: Settings, timeout: int | None) -> None:
         """Pollers feed the worker and the dead-letter consumer, as Lambda's event sources would.

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chalicelib.access import Access
 from chalicelib.clock import Clock, now_ms
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import GatewayError, NotFound, ServiceUnavailable
-from chalicelib.jobs import ANONYMOUS, Job, JobStatus, render_job
+from chalicelib.jobs import Job, JobStatus, render_job
 from chalicelib.payloads import UPLOADS_FIELD, Payloads
 from chalicelib.ports import (
     CancelOutcome,
@@ -78,6 +79,7 @@ class JobService:
         store: JobStore,
         queue: JobQueue,
         payloads: Payloads,
+        access: Access,
         catalog: ProviderCatalog,
         settings: Settings,
         clock: Clock,
@@ -86,6 +88,7 @@ class JobService:
         self._store = store
         self._queue = queue
         self._payloads = payloads
+        self._access = access
         self._catalog = catalog
         self._settings = settings
         self._clock = clock
@@ -94,19 +97,20 @@ class JobService:
     # submit ---------------------------------------------------------------------------
     def submit(self, submission: Submission) -> Job:
         prepared = prepare(submission, self._catalog, self._settings.max_request_bytes)
+        caller = self._access.submitting(submission.key).scope
         key_id = None
         if submission.idempotency_key is not None:
-            key_id = idempotency_key_id(submission.caller, submission.idempotency_key)
+            key_id = idempotency_key_id(caller, submission.idempotency_key)
             earlier = self._store.get_idempotency(key_id)
             if earlier is not None:
-                return self._replay(earlier, prepared, submission.caller)
-        job, blob_keys = self._new_job(submission, prepared)
+                return self._replay(earlier, prepared, caller)
+        job, blob_keys = self._new_job(submission, prepared, caller)
         record = IdempotencyRecord(key_id, job.id, prepared.request_hash) if key_id else None
         try:
             self._store.create(job, created_horizon(job, self._settings), record)
         except IdempotencyConflict as conflict:
             self._payloads.discard(blob_keys)
-            return self._replay(conflict.record, prepared, submission.caller)
+            return self._replay(conflict.record, prepared, caller)
         except Exception:
             self._payloads.discard(blob_keys)
             raise
@@ -119,7 +123,7 @@ class JobService:
         log.info("job %s submitted type=%s provider=%s", job.id, job.request_type.value, provider)
         return job
 
-    def _new_job(self, submission: Submission, prepared: Prepared) -> tuple[Job, list[str]]:
+    def _new_job(self, submission: Submission, prepared: Prepared, caller: str) -> tuple[Job, list[str]]:
         """The pending job, with its request and uploads placed; and the blob keys used."""
         job_id = self._new_id()
         request_json = prepared.request_json
@@ -142,7 +146,7 @@ class JobService:
             result_ttl_s=parse_result_ttl(
                 submission.ttl_header, self._settings.default_ttl_s, self._settings.max_ttl_s
             ),
-            caller=submission.caller,
+            caller=caller,
             request_json=stored.inline,
             request_ref=stored.ref,
         )
@@ -176,12 +180,12 @@ class JobService:
         self._payloads.discard(blob_keys)
 
     # read side ------------------------------------------------------------------------
-    def poll(self, request_type: RequestType, job_id: str, caller: str = ANONYMOUS) -> Polled:
+    def poll(self, request_type: RequestType, job_id: str, caller: str) -> Polled:
         job = self._visible(request_type, job_id, caller)
         result_json, result_url = self._payloads.result_for_poll(job, now_ms(self._clock))
         return Polled(job, render_job(job, result_json, result_url))
 
-    def cancel(self, request_type: RequestType, job_id: str, caller: str = ANONYMOUS) -> CancelOutcome:
+    def cancel(self, request_type: RequestType, job_id: str, caller: str) -> CancelOutcome:
         self._visible(request_type, job_id, caller)
         outcome = self._store.cancel(job_id, now_ms(self._clock))
         if outcome is None:

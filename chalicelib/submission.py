@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from chalicelib.contract import BY_TYPE, RequestType
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.form_validation import validate_form
-from chalicelib.jobs import ANONYMOUS
 from chalicelib.multipart import FilePart, parse_form
 from chalicelib.validation import InferenceRequest, ProviderCatalog, canonical_json, parse_json_body, validate
 
@@ -29,7 +28,7 @@ class Submission:
     content_type: str | None
     ttl_header: str | None = None
     idempotency_key: str | None = None
-    caller: str = ANONYMOUS
+    key: str | None = None  # the virtual key presented, if any
 
 
 @dataclass(frozen=True)

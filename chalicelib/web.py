@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from chalice.app import Response
 
 from chalicelib.contract import RequestType
 from chalicelib.errors import GatewayError, InternalError, MethodNotAllowed, ServiceUnavailable
+from chalicelib.validation import parse_json_body
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,15 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     extra = {"request_type": request_type.value} if request_type else None
+    if error.retry_after_s is not None:
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after_s))), **(headers or {})}
     return json_body(error.status, error.to_body(str(uuid.uuid4()), extra), headers)
+
+
+def json_object(request: Any) -> dict[str, Any]:
+    """A request's JSON object body (admin routes), or a 400."""
+    raw = request.raw_body
+    return parse_json_body(raw.encode() if isinstance(raw, str) else raw, request.headers.get("content-type"))
 
 
 def guarded(action: Callable[[], Response], request_type: RequestType | None = None) -> Response:
@@ -63,7 +73,8 @@ def guarded(action: Callable[[], Response], request_type: RequestType | None = N
         if error.response.get("Error", {}).get("Code") in AWS_BUSY:
             log.warning("AWS is throttling or unavailable: %s", error.response["Error"]["Code"])
             busy = ServiceUnavailable("the service is busy; retry shortly", code="temporarily_unavailable")
-            return error_response(busy, request_type, {"Retry-After": "1"})
+            busy.retry_after_s = 1
+            return error_response(busy, request_type)
         log.exception("unhandled AWS error")
         return error_response(InternalError("internal error"), request_type)
     except Exception:

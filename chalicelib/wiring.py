@@ -12,17 +12,22 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from chalicelib import aws
+from chalicelib.access import Access
 from chalicelib.blobs import S3BlobStore
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.config import Settings
 from chalicelib.dead_letters import DeadLetters
 from chalicelib.files import FilesService
 from chalicelib.job_queue import SqsJobQueue
+from chalicelib.key_admin import AdminToken, KeyAdmin
+from chalicelib.key_store import CachedKeys, DynamoKeyStore
+from chalicelib.keys import Callers
 from chalicelib.payloads import Payloads
 from chalicelib.providers.base import ProviderEnv
 from chalicelib.providers.credentials import KeyRing
 from chalicelib.providers.registry import SPECS, ProviderRegistry
 from chalicelib.providers.transport import HttpTransport
+from chalicelib.rate_limit import RateLimiter
 from chalicelib.service import JobService
 from chalicelib.store import DynamoJobStore
 from chalicelib.worker import Worker
@@ -50,8 +55,32 @@ class Container:
         return Payloads(S3BlobStore(aws.client("s3"), self.settings.bucket), self.settings)
 
     @cached_property
+    def keys(self) -> DynamoKeyStore:
+        return DynamoKeyStore(aws.client("dynamodb"), self.settings.keys_table)
+
+    @cached_property
+    def access(self) -> Access:
+        callers = Callers(CachedKeys(self.keys, self.settings.key_cache_s), self.settings.require_virtual_key)
+        return Access(callers, RateLimiter(self.keys, self.clock))
+
+    @cached_property
+    def key_admin(self) -> KeyAdmin:
+        return KeyAdmin(self.keys, self.clock)
+
+    @cached_property
+    def admin_token(self) -> AdminToken:
+        secret_id = self.settings.admin_token_secret
+
+        def load() -> str | None:
+            if secret_id:
+                return str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+            return os.environ.get("ASYNCGATE_ADMIN_TOKEN") or None
+
+        return AdminToken(load)
+
+    @cached_property
     def service(self) -> JobService:
-        return JobService(self.store, self.queue, self.payloads, self.providers, self.settings, self.clock)
+        return JobService(self.store, self.queue, self.payloads, self.access, self.providers, self.settings, self.clock)
 
     @cached_property
     def worker(self) -> Worker:

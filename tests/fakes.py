@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from chalicelib.access import Access
 from chalicelib.jobs import Job, JobStatus
+from chalicelib.keys import Callers, VirtualKey
 from chalicelib.ports import (
     Busy,
     CancelOutcome,
@@ -25,6 +27,7 @@ from chalicelib.ports import (
     Outcome,
 )
 from chalicelib.providers.base import ProviderCall
+from chalicelib.rate_limit import RateLimiter
 
 
 class FakeClock:
@@ -281,3 +284,44 @@ class AllProviders:
 
     def supports(self, provider: str, request_type: Any) -> bool:
         return provider in self._known
+
+
+class InMemoryKeyStore:
+    """The keys table's twin: keys by hash, and per-minute request counters."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, VirtualKey] = {}
+        self.hits: dict[tuple[str, int], int] = {}
+
+    def add(self, key: VirtualKey, hashed: str) -> bool:
+        if hashed in self.keys:
+            return False
+        self.keys[hashed] = key
+        return True
+
+    def find(self, key_hash: str) -> VirtualKey | None:
+        return self.keys.get(key_hash)
+
+    def get(self, key_id: str) -> tuple[VirtualKey, str] | None:
+        return next(((key, hashed) for hashed, key in self.keys.items() if key.id == key_id), None)
+
+    def all(self) -> list[VirtualKey]:
+        return sorted(self.keys.values(), key=lambda k: k.created_at_ms)
+
+    def disable(self, key_hash: str, now_ms: int) -> VirtualKey:
+        key = self.keys[key_hash]
+        self.keys[key_hash] = replace(key, disabled_at_ms=key.disabled_at_ms or now_ms)
+        return self.keys[key_hash]
+
+    def count_request(self, key_id: str, window_s: int, limit: int) -> bool:
+        count = self.hits.get((key_id, window_s), 0)
+        if count >= limit:
+            return False
+        self.hits[(key_id, window_s)] = count + 1
+        return True
+
+
+def open_access(clock: Any, keys: InMemoryKeyStore | None = None, require_key: bool = False) -> Access:
+    """Access over an in-memory key store (no keys: every caller is anonymous)."""
+    store = keys or InMemoryKeyStore()
+    return Access(Callers(store, require_key), RateLimiter(store, clock))

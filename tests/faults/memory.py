@@ -14,14 +14,22 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
-from chalicelib.jobs import Job
+from chalicelib.jobs import ANONYMOUS, Job
 from chalicelib.payloads import Payloads
 from chalicelib.ports import ClaimResult
 from chalicelib.providers.base import ProviderCall
 from chalicelib.service import JobService
 from chalicelib.submission import Submission
 from chalicelib.worker import Delivery, Worker
-from tests.fakes import AllProviders, FakeClock, InMemoryBlobStore, InMemoryJobQueue, InMemoryJobStore, StaticProviders
+from tests.fakes import (
+    AllProviders,
+    FakeClock,
+    InMemoryBlobStore,
+    InMemoryJobQueue,
+    InMemoryJobStore,
+    StaticProviders,
+    open_access,
+)
 from tests.faults.hooks import WorkerKilled
 
 CHAT = RequestType.CHAT_COMPLETION
@@ -81,7 +89,9 @@ class Rig:
     @property
     def service(self) -> JobService:
         payloads = Payloads(self.blobs, self.settings)
-        return JobService(self.store, self.queue, payloads, AllProviders("acme"), self.settings, self.clock)
+        return JobService(
+            self.store, self.queue, payloads, open_access(self.clock), AllProviders("acme"), self.settings, self.clock
+        )
 
     def worker(self) -> Worker:
         providers = StaticProviders(acme=self.provider)
@@ -98,7 +108,7 @@ class Rig:
         return self.store.items[job_id]
 
     def view(self, job_id: str) -> tuple[int, dict[str, Any]]:
-        polled = self.service.poll(CHAT, job_id)
+        polled = self.service.poll(CHAT, job_id, ANONYMOUS)
         return (200 if polled.job.status.is_terminal else 202), json.loads(polled.body)
 
     def deliver(self, delivery: Delivery, worker: Worker | None = None) -> int | None:

@@ -12,11 +12,11 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import GatewayError
-from chalicelib.jobs import Job, JobStatus
+from chalicelib.jobs import ANONYMOUS, Job, JobStatus
 from chalicelib.payloads import Payloads
 from chalicelib.service import JOB_NOT_FOUND, JobService, is_job_id, parse_result_ttl
 from chalicelib.submission import Submission
-from tests.fakes import AllProviders, FakeClock, InMemoryBlobStore, InMemoryJobQueue, InMemoryJobStore
+from tests.fakes import AllProviders, FakeClock, InMemoryBlobStore, InMemoryJobQueue, InMemoryJobStore, open_access
 
 JSON = "application/json"
 CHAT = RequestType.CHAT_COMPLETION
@@ -48,7 +48,7 @@ def make_rig(settings: Settings | None = None, fail_sends: bool = False) -> Rig:
     settings = settings or Settings()
     clock, store, queue = FakeClock(), CountingStore(), InMemoryJobQueue(fail_sends=fail_sends)
     payloads = Payloads(InMemoryBlobStore(), settings)
-    service = JobService(store, queue, payloads, AllProviders("mock", "openai"), settings, clock)
+    service = JobService(store, queue, payloads, open_access(clock), AllProviders("mock", "openai"), settings, clock)
     return Rig(clock, store, queue, settings, service)
 
 
@@ -205,7 +205,7 @@ def test_poll_returns_the_job_of_the_same_type() -> None:
     rig = make_rig()
     job = submit(rig)
 
-    assert rig.service.poll(CHAT, job.id).job == job
+    assert rig.service.poll(CHAT, job.id, ANONYMOUS).job == job
 
 
 def _finished(rig: Rig, job: Job, ttl_s: int = 60) -> Job:
@@ -229,10 +229,10 @@ def test_poll_returns_a_finished_job_until_it_expires() -> None:
     assert job.expires_at_ms is not None
 
     rig.clock.current = (job.expires_at_ms - 1) / 1000
-    assert rig.service.poll(CHAT, job.id).job.status == JobStatus.COMPLETED
+    assert rig.service.poll(CHAT, job.id, ANONYMOUS).job.status == JobStatus.COMPLETED
 
     rig.clock.current = job.expires_at_ms / 1000
-    error = error_of(lambda: rig.service.poll(CHAT, job.id))
+    error = error_of(lambda: rig.service.poll(CHAT, job.id, ANONYMOUS))
     assert (error.status, error.code, error.message) == (404, "job_not_found", JOB_NOT_FOUND)
 
 
@@ -240,7 +240,7 @@ def test_poll_of_an_unknown_id_is_not_found() -> None:
     rig = make_rig()
     submit(rig)
 
-    error = error_of(lambda: rig.service.poll(CHAT, str(uuid.uuid4())))
+    error = error_of(lambda: rig.service.poll(CHAT, str(uuid.uuid4()), ANONYMOUS))
 
     assert (error.status, error.code, error.message) == (404, "job_not_found", "job not found or expired")
 
@@ -252,7 +252,7 @@ def test_poll_with_another_type_is_indistinguishable_from_unknown(other_type: Re
     rig = make_rig()
     job = submit(rig)
 
-    error = error_of(lambda: rig.service.poll(other_type, job.id))
+    error = error_of(lambda: rig.service.poll(other_type, job.id, ANONYMOUS))
 
     assert (error.status, error.code, error.message) == (404, "job_not_found", JOB_NOT_FOUND)
 
@@ -263,7 +263,7 @@ def test_poll_with_another_type_is_indistinguishable_from_unknown(other_type: Re
 def test_poll_of_a_non_uuid_is_not_found_without_reading_the_store(job_id: str) -> None:
     rig = make_rig()
 
-    error = error_of(lambda: rig.service.poll(CHAT, job_id))
+    error = error_of(lambda: rig.service.poll(CHAT, job_id, ANONYMOUS))
 
     assert (error.status, error.code) == (404, "job_not_found")
     assert rig.store.reads == 0
@@ -273,6 +273,6 @@ def test_poll_of_an_uppercased_real_id_is_not_found() -> None:
     rig = make_rig()
     job = submit(rig)
 
-    error = error_of(lambda: rig.service.poll(CHAT, job.id.upper()))
+    error = error_of(lambda: rig.service.poll(CHAT, job.id.upper(), ANONYMOUS))
 
     assert error.code == "job_not_found"
