@@ -126,6 +126,7 @@ class ConfigurationError(Exception):
 class ProviderError(GatewayError):
     """What a provider answered (or failed to answer), ready for the job's ``error``.
 
+    Every text field comes from the provider, so each has the call's key masked.
     ``retry_after_s`` is the provider's own hint (``Retry-After``), if any; ``key_rejected``
     says the provider refused the API key itself (whatever status it used to say so).
     """
@@ -142,13 +143,15 @@ class ProviderError(GatewayError):
         param: str | None = None,
         retry_after_s: float | None = None,
         key_rejected: bool = False,
+        secret: str | None = None,
     ) -> None:
+        """``secret``: the API key the call used, masked wherever the provider echoed it."""
         super().__init__(
-            message,
-            param=param,
-            code=code or "",
+            redact(message, secret),
+            param=redact(param, secret) if param else None,
+            code=redact(code, secret) if code else "",
             status=status,
-            error_type=error_type or _default_type(status),
+            error_type=redact(error_type, secret) if error_type else _default_type(status),
         )
         self.retry_after_s = retry_after_s
         self.key_rejected = key_rejected or status in (401, 403)

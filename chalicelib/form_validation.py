@@ -9,6 +9,7 @@ synchronous API could stream. Pure: parsing lives in ``multipart``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ def _non_empty(name: str, parts: list[FilePart]) -> list[FilePart]:
 
 
 def _check_count(value: str | None) -> None:
-    if value is not None and not (value.strip().isdigit() and 1 <= int(value) <= 10):
+    if value is not None and not re.fullmatch(r"0*([1-9]|10)", value.strip()):
         raise wrong_type("n", "an integer between 1 and 10")
 
 

@@ -82,6 +82,6 @@ def _decode(cursor: str, caller: str) -> dict[str, Any]:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if type(created_at) is not int or not 0 <= created_at < 2**53 or not _is_uuid(job_id):
             raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, binascii.Error, RecursionError):
         raise InvalidRequest("cursor is not valid", param="cursor", code="invalid_cursor") from None
     return {"id": text(job_id), "caller": text(caller), "created_at": number(created_at)}

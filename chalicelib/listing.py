@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +31,11 @@ def list_query(params: Mapping[str, str], caller: str = ANONYMOUS) -> tuple[JobF
     if kind is not None and kind not in _TYPES:
         raise _bad("type", "a request type such as chat_completion")
     limit_text = params.get("limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    significant = limit_text.lstrip("0")
+    if not re.fullmatch(r"[0-9]{1,3}", significant) or not 1 <= int(significant) <= MAX_LIMIT:
         raise _bad("limit", f"an integer from 1 to {MAX_LIMIT}")
     where = JobFilter(caller, JobStatus(status) if status else None, _TYPES[kind] if kind else None)
-    return where, int(limit_text), params.get("cursor") or None
+    return where, int(significant), params.get("cursor") or None
 
 
 def render_page(page: JobPage) -> dict[str, Any]:

@@ -9,6 +9,7 @@ contract's error body, as the deployed API's gateway responses do. Ctrl-C stops 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,7 +30,7 @@ from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer,
 from chalicelib import aws, infra
 from chalicelib.clock import SystemClock
 from chalicelib.config import Settings
-from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from chalicelib.key_admin import KeyAdmin
 from chalicelib.key_store import DynamoKeyStore
 from chalicelib.local_aws import EmbeddedAws
@@ -47,15 +49,34 @@ FAKE_AWS = {
 
 
 class GatewayRequestHandler(ChaliceRequestHandler):
-    """``chalice local``'s handler, with API Gateway's missing-route 403 answered as a §4 404."""
+    """``chalice local``'s handler, with API Gateway's missing-route 403 answered as a §4 404
+    and methods no route serves (``TRACE``, ``QUERY``…) as a §4 405, not an HTML page."""
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
         if not isinstance(error, ForbiddenError):
             super()._send_error_response(error)
             return
-        event_id = str(uuid.uuid4())
-        body = json.dumps(NotFound("no route matches this path", code="route_not_found").to_body(event_id))
-        self._send_http_response(404, {"Content-Type": "application/json"}, body)
+        self._send_gateway_error(NotFound("no route matches this path", code="route_not_found"))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """``http.server``'s own refusals (unknown method, bad request line, huge headers) as §4 bodies."""
+        if self.command is None or self.request_version == "HTTP/0.9":
+            super().send_error(code, message, explain)
+            return
+        self.close_connection = True
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            self._send_gateway_error(MethodNotAllowed(f"method {self.command} is not allowed"))
+            return
+        status = code if 400 <= code < 500 else HTTPStatus.BAD_REQUEST
+        self._send_gateway_error(
+            GatewayError(
+                message or "bad request", status=status, error_type="invalid_request_error", code="bad_request"
+            )
+        )
+
+    def _send_gateway_error(self, error: GatewayError) -> None:
+        body = json.dumps(error.to_body(str(uuid.uuid4())))
+        self._send_http_response(error.status, {"Content-Type": "application/json"}, body)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
@@ -95,9 +116,12 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._pollers: list[SqsPoller] = []
         self._server: LocalDevServer | None = None
+        self._state: str | None = None
+        self.aws_endpoint: str | None = None
 
     def start(self) -> None:
-        endpoint = self._aws.start() if self._aws is not None else self.options.aws_endpoint
+        endpoint = self._aws.start() if self._aws is not None else str(self.options.aws_endpoint)
+        self.aws_endpoint = endpoint
         os.environ.update(FAKE_AWS)
         os.environ["AWS_ENDPOINT_URL"] = str(endpoint)
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -117,8 +141,12 @@ class LocalStack:
             self._server = server
             self.port = server.server.server_address[1]
             self._spawn(server.server.serve_forever)
-            state = {"api_url": f"http://{self.options.host}:{self.port}", "aws_endpoint": endpoint}
-            STATE_FILE.write_text(json.dumps(state) + "\n")
+            self._state = json.dumps({"api_url": self.api_url, "aws_endpoint": endpoint}) + "\n"
+            STATE_FILE.write_text(self._state)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.options.host}:{self.port}"
 
     def _seed_keys(self, values: str) -> None:
         """Virtual keys from ``ASYNCGATE_VIRTUAL_KEYS`` (comma-separated values), so scoping can be tried at once."""
@@ -151,6 +179,7 @@ class LocalStack:
         self._poll(SqsPoller(sqs, urls["dlq_url"], app.handler_map["dead_letters"], "dead_letters", 60))
 
     def stop(self) -> None:
+        self._forget_state()
         for poller in self._pollers:
             poller.stop()
         if self._server is not None:
@@ -159,6 +188,12 @@ class LocalStack:
             thread.join(timeout=5)
         if self._aws is not None:
             self._aws.stop()
+
+    def _forget_state(self) -> None:
+        """Remove the state file if it still names this stack (another may have started since)."""
+        with contextlib.suppress(OSError):
+            if self._state is not None and STATE_FILE.read_text() == self._state:
+                STATE_FILE.unlink()
 
     def _poll(self, poller: SqsPoller) -> None:
         self._pollers.append(poller)
@@ -179,7 +214,8 @@ def main() -> int:
     if stack.options.role == "worker":
         print("asyncgate local worker running", flush=True)
     else:
-        base = f"http://{stack.options.host}:{stack.port}"
+        base = stack.api_url
+        print(f"asyncgate AWS (moto) endpoint {stack.aws_endpoint}", flush=True)
         print(f"asyncgate local stack listening on {base}", flush=True)
         print(
             f"try: curl -s -X POST {base}/v1/async/chat/completions -H 'Content-Type: application/json' "

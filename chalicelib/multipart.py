@@ -41,6 +41,16 @@ def _file_type(part: Message, filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
+def _text(name: str, content: bytes, charset: str) -> str:
+    """A text field in its declared charset; one that names no text codec is refused."""
+    try:
+        return content.decode(charset, "replace")
+    except (LookupError, UnicodeError):
+        raise InvalidRequest(
+            f"form field {name!r} has an unsupported charset", param=name, code="invalid_multipart"
+        ) from None
+
+
 def is_multipart(content_type: str | None) -> bool:
     return (content_type or "").split(";", 1)[0].strip().lower() == "multipart/form-data"
 
@@ -67,5 +77,5 @@ def parse_form(raw: bytes | None, content_type: str | None) -> Form:
         if filename is not None:
             files.setdefault(name, []).append(FilePart(filename, _file_type(part, filename), content))
         elif name not in fields:
-            fields[name] = content.decode(part.get_content_charset() or "utf-8", "replace")
+            fields[name] = _text(name, content, part.get_content_charset() or "utf-8")
     return Form(fields, files)

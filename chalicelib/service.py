@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from chalicelib.clock import Clock, now_ms
 from chalicelib.config import Settings
 from chalicelib.contract import RequestType
 from chalicelib.errors import GatewayError, NotFound, ServiceUnavailable
-from chalicelib.jobs import Job, JobStatus, render_job
+from chalicelib.jobs import ANONYMOUS, Job, JobStatus, render_job
 from chalicelib.payloads import UPLOADS_FIELD, Payloads
 from chalicelib.ports import (
     CancelOutcome,
@@ -40,11 +41,12 @@ JOB_NOT_FOUND = "job not found or expired"
 
 def parse_result_ttl(value: str | None, default_s: int, max_s: int) -> int:
     """The TTL header: a positive integer is used (up to the deployment maximum); else the default."""
-    text = (value or "").strip()
-    if not text.isascii() or not text.isdigit():
+    digits = (value or "").strip().lstrip("0")
+    if not re.fullmatch(r"[0-9]+", digits):
         return default_s
-    seconds = int(text)
-    return min(seconds, max_s) if seconds > 0 else default_s
+    if len(digits) > len(str(max_s)):  # no int() of an unbounded string
+        return max_s
+    return min(int(digits), max_s)
 
 
 def is_job_id(value: str) -> bool:
@@ -206,7 +208,7 @@ class JobService:
         if (
             job is None
             or job.request_type != request_type
-            or job.caller != caller
+            or job.caller not in (caller, ANONYMOUS)
             or job.is_expired(now_ms(self._clock))
         ):
             raise NotFound(JOB_NOT_FOUND, code="job_not_found")

@@ -28,6 +28,7 @@ from chalicelib.providers.credentials import KeyRing
 from chalicelib.providers.registry import SPECS, ProviderRegistry
 from chalicelib.providers.transport import HttpTransport
 from chalicelib.rate_limit import RateLimiter
+from chalicelib.secrets import read_secret
 from chalicelib.service import JobService
 from chalicelib.store import DynamoJobStore
 from chalicelib.worker import Worker
@@ -73,7 +74,7 @@ class Container:
 
         def load() -> str | None:
             if secret_id:
-                return str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+                return read_secret(secret_id)
             return os.environ.get("ASYNCGATE_ADMIN_TOKEN") or None
 
         return AdminToken(load)
@@ -110,10 +111,7 @@ class Container:
         if not secret_id:
             return KeyRing(dict(os.environ))
 
-        def load() -> str:
-            return str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
-
-        return KeyRing(dict(os.environ), load)
+        return KeyRing(dict(os.environ), lambda: read_secret(secret_id))
 
 
 _lock = threading.Lock()

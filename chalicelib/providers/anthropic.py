@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib.clock import Clock
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError, redact
+from chalicelib.errors import ProviderError
 from chalicelib.providers import shapes
 from chalicelib.providers.anthropic_chat import chat_from_message, messages_request
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
@@ -71,14 +71,13 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         detail = body["error"]
     message = detail.get("message")
-    if isinstance(message, str):
-        message = redact(message, secret)
     error_type = detail.get("type")
     return ProviderError(
         message if isinstance(message, str) and message else f"provider answered HTTP {response.status}",
         status=response.status,
         error_type=error_type if isinstance(error_type, str) and error_type else None,
         retry_after_s=response.retry_after_s(),
+        secret=secret,
     )
 
 

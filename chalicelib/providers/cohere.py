@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.clock import Clock
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError, redact
+from chalicelib.errors import ProviderError
 from chalicelib.providers import shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
 from chalicelib.providers.http_api import JsonApi, Operation, dispatch
@@ -324,13 +324,12 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"].strip():
         message = body["message"]
-    if message:
-        message = redact(message, secret)
     return ProviderError(
         message or f"Cohere answered HTTP {response.status}",
         status=response.status,
         error_type=ERROR_TYPES.get(response.status),
         retry_after_s=response.retry_after_s(),
+        secret=secret,
     )
 
 

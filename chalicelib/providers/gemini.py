@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from chalicelib.clock import Clock
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError, redact
+from chalicelib.errors import ProviderError
 from chalicelib.providers import gemini_chat, gemini_reply, shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
 from chalicelib.providers.http_api import JsonApi, Operation, dispatch
@@ -136,7 +136,6 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
     message = error.get("message")
     if not isinstance(message, str) or not message:
         message = f"Gemini answered HTTP {response.status}"
-    message = redact(message, secret)
     status = error.get("status")
     reason = _detail(details, "ErrorInfo").get("reason")
     violations = _detail(details, "BadRequest").get("fieldViolations")
@@ -151,6 +150,7 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         param=field if isinstance(field, str) and field else None,
         retry_after_s=retry_delay if retry_delay is not None else response.retry_after_s(),
         key_rejected=reason == "API_KEY_INVALID",
+        secret=secret,
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from chalicelib.clock import Clock
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError, redact
+from chalicelib.errors import ProviderError
 from chalicelib.providers import shapes
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec
 from chalicelib.providers.http_api import JsonApi, Operation, dispatch
@@ -300,8 +300,6 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         loc = details[0].get("loc")
         if param is None and isinstance(loc, list) and loc:
             param = str(loc[-1])
-    if text:
-        text = redact(text, secret)
     code = body.get("code")
     return ProviderError(
         text or f"Mistral answered HTTP {response.status}",
@@ -310,6 +308,7 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         code=str(code) if code not in (None, "") and not isinstance(code, dict | list) else None,
         param=param,
         retry_after_s=response.retry_after_s(),
+        secret=secret,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.contract import RequestType
-from chalicelib.errors import ProviderError, redact
+from chalicelib.errors import ProviderError
 from chalicelib.providers.base import Provider, ProviderCall, ProviderEnv, ProviderSpec, key_needed
 from chalicelib.providers.transport import HttpResponse, HttpTransport
 
@@ -74,8 +74,6 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
     except ValueError:
         pass
     message = detail.get("message")
-    if isinstance(message, str):
-        message = redact(message, secret)
     code = detail.get("code")
     return ProviderError(
         message if isinstance(message, str) and message else f"provider answered HTTP {response.status}",
@@ -84,6 +82,7 @@ def parse_error(response: HttpResponse, secret: str | None = None) -> ProviderEr
         code=str(code) if code not in (None, "") else None,
         param=detail.get("param") if isinstance(detail.get("param"), str) else None,
         retry_after_s=response.retry_after_s(),
+        secret=secret,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+AWS_ENDPOINT = re.compile(r"asyncgate AWS \(moto\) endpoint (http://\S+)")
 LISTENING = re.compile(r"asyncgate local stack listening on (http://127\.0\.0\.1:\d+)")
 STRIPPED_PREFIXES = ("AWS_", "OPENAI_", "ASYNCGATE_")
 STRIPPED_SUFFIXES = ("_API_KEY", "_BASE_URL")
@@ -66,6 +67,7 @@ class LocalStackProcess:
         self._lines_lock = threading.Lock()
         self._listening = threading.Event()
         self._base_url: str | None = None
+        self._aws_endpoint: str | None = None
         self._exit: StackExit | None = None
 
     @property
@@ -74,6 +76,13 @@ class LocalStackProcess:
         if self._base_url is None:
             raise LocalStackError("the stack is not listening yet")
         return self._base_url
+
+    @property
+    def aws_endpoint(self) -> str:
+        """The AWS endpoint (embedded moto, or the one given) the stack uses, known once it listens."""
+        if self._aws_endpoint is None:
+            raise LocalStackError("the stack has not announced its AWS endpoint")
+        return self._aws_endpoint
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -154,6 +163,8 @@ class LocalStackProcess:
         for line in process.stdout:
             with self._lines_lock:
                 self._lines.append(line)
+            if self._aws_endpoint is None and (found := AWS_ENDPOINT.search(line)):
+                self._aws_endpoint = found.group(1)
             if self._base_url is None and (match := LISTENING.search(line)):
                 self._base_url = match.group(1)
                 self._listening.set()
