@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from chalicelib import web, wiring
 from chalicelib.contract import ENDPOINTS, Endpoint
 from chalicelib.errors import GatewayError, InternalError
 from chalicelib.files import anthropic_error_body
+from chalicelib.infra import dlq_name
 from chalicelib.jobs import poll_interval_s, render_job, render_submitted
 from chalicelib.key_admin import key_view
 from chalicelib.keys import presented_key
@@ -25,6 +27,9 @@ app.api.binary_types.append("multipart/form-data")
 app.log.setLevel(logging.INFO)
 logging.getLogger("chalicelib").setLevel(logging.INFO)
 
+# The queues the event sources read, by name, as `chalice deploy` wires them (Chalice loads this
+# module with the stage's environment). The packaged template points them at its own queues.
+JOBS_QUEUE = (os.environ.get("ASYNCGATE_JOBS_QUEUE") or "asyncgate-jobs").rsplit("/", 1)[-1]
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 ANY_CONTENT = ["*/*"]
 
@@ -194,7 +199,7 @@ def _batch_failures(message_ids: list[str]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
 
 
-@app.on_sqs_message(queue="asyncgate-jobs", batch_size=10, name="worker")
+@app.on_sqs_message(queue=JOBS_QUEUE, batch_size=10, name="worker")
 def worker(event: SQSEvent) -> dict[str, Any]:
     deliveries = deliveries_from_records([record.to_dict() for record in event])
     context: Any = event.context
@@ -202,7 +207,7 @@ def worker(event: SQSEvent) -> dict[str, Any]:
     return _batch_failures(wiring.container().worker.handle_batch(deliveries, remaining))
 
 
-@app.on_sqs_message(queue="asyncgate-jobs-dlq", batch_size=10, name="dead_letters")
+@app.on_sqs_message(queue=dlq_name(JOBS_QUEUE), batch_size=10, name="dead_letters")
 def dead_letters(event: SQSEvent) -> dict[str, Any]:
     deliveries = deliveries_from_records([record.to_dict() for record in event])
     return _batch_failures(wiring.container().dead_letters.handle_batch(deliveries))
