@@ -14,10 +14,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# Worst case of one call, every try timing out: 3 × (2 + 5) s plus at most 1 + 2 s of backoff,
+# inside the API handler's 29 s (API Gateway's limit). AWS answers in milliseconds when it answers.
 _CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 4},
-    connect_timeout=3,
-    read_timeout=10,
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=2,
+    read_timeout=5,
     max_pool_connections=50,
 )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.blobs import UPLOADS
+
 FUNCTIONS = ("api_handler", "worker", "dead_letters")  # Chalice's names for the three Lambda functions
 
 Arn = Any  # an ARN string, or a CloudFormation expression that yields one
@@ -25,6 +27,7 @@ class Arns:
     keys_index: Arn
     jobs_queue: Arn
     dead_letter_queue: Arn
+    payload_bucket: Arn  # the bucket itself (listing a job's uploads)
     payload_objects: Arn  # ``<bucket arn>/*``
     admin_token_secret: Arn
     provider_keys_secret: Arn
@@ -48,6 +51,13 @@ def _allow(sid: str, actions: list[str], resources: list[Arn]) -> dict[str, Any]
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
 
 
+def _list_uploads(arns: Arns) -> dict[str, Any]:
+    """Listing the bucket, only under ``uploads/`` (a cancelled or dead job's files are found so)."""
+    statement = _allow("ListUploads", ["s3:ListBucket"], [arns.payload_bucket])
+    statement["Condition"] = {"StringLike": {"s3:prefix": [UPLOADS + "*"]}}
+    return statement
+
+
 def statements(function: str, arns: Arns) -> list[dict[str, Any]]:
     """The policy statements of ``function`` (one of ``FUNCTIONS``)."""
     logs = _allow("Logs", ["logs:CreateLogStream", "logs:PutLogEvents"], [arns.log_group[function]])
@@ -68,21 +78,16 @@ def statements(function: str, arns: Arns) -> list[dict[str, Any]]:
             _allow("KeysIndex", ["dynamodb:Query"], [arns.keys_index]),
             _allow("Queue", ["sqs:SendMessage"], [arns.jobs_queue]),
             _allow("Payloads", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [arns.payload_objects]),
+            _list_uploads(arns),
             _allow("Secrets", ["secretsmanager:GetSecretValue"], [arns.admin_token_secret, arns.provider_keys_secret]),
         ]
     if function == "worker":
         return [
             logs,
-            _allow("JobsTable", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [arns.jobs_table]),
+            _allow("JobsTable", ["dynamodb:UpdateItem"], [arns.jobs_table]),
             _allow(
                 "Queue",
-                [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:SendMessage",
-                ],
+                ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
                 [arns.jobs_queue],
             ),
             _allow("Payloads", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [arns.payload_objects]),
@@ -99,6 +104,7 @@ def statements(function: str, arns: Arns) -> list[dict[str, Any]]:
                 [arns.dead_letter_queue],
             ),
             _allow("Payloads", ["s3:DeleteObject"], [arns.payload_objects]),
+            _list_uploads(arns),
         ]
     raise ValueError(f"unknown function {function!r}")
 

@@ -4,9 +4,10 @@
 ``out/deployment.zip``. Chalice takes the Lambda runtime from the interpreter that runs it,
 so ``--runtime python3.12`` packages with a ``python3.12`` (on first use a venv is made for
 it with the pinned chalice, boto3 and the runtime requirements). ``--arch arm64`` makes
-arm64 the template's default architecture. Chalice's deep merge would fuse two CloudFormation functions into one dict
-(its ``Fn::Sub`` queue ARN with our ``Fn::GetAtt``); every intrinsic the merge template
-sets is therefore put back whole.
+arm64 the template's default architecture; the zip holds no compiled modules, so it runs
+on both. Chalice's deep merge would fuse two CloudFormation functions into one dict (its
+``Fn::Sub`` queue ARN with our ``Fn::GetAtt``); every intrinsic the merge template sets is
+therefore put back whole.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ RUNTIMES = ("python3.11", "python3.12", "python3.13")
 
 
 def is_intrinsic(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith(("Fn::", "Ref"))
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    name = next(iter(value))
+    return isinstance(name, str) and (name == "Ref" or name.startswith("Fn::"))
 
 
 def restore_intrinsics(merged: dict[str, Any], ours: dict[str, Any]) -> None:
@@ -53,6 +57,26 @@ def find_interpreter(runtime: str) -> str:
         if found.returncode == 0 and found.stdout.strip() == version:
             return candidate
     raise SystemExit(f"error: no working {runtime} found (install it, e.g. with pyenv)")
+
+
+def strip_compiled(zip_path: Path) -> list[str]:
+    """Drop compiled accelerators that have a pure-Python module beside them; returns what was dropped.
+
+    The zip then runs on either architecture (charset-normalizer ships mypyc builds of modules
+    it also ships as source). A compiled module without a source fallback is an error.
+    """
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    names = {info.filename for info, _ in entries}
+    compiled = [name for name in names if name.endswith((".so", ".pyd"))]
+    stranded = [name for name in compiled if f"{name.split('.', 1)[0]}.py" not in names]
+    if stranded:
+        raise SystemExit(f"error: compiled modules without a pure-Python fallback: {', '.join(sorted(stranded))}")
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in entries:
+            if info.filename not in compiled:
+                archive.writestr(info, data)
+    return sorted(compiled)
 
 
 def chalice_for(runtime: str | None) -> list[str]:
@@ -86,6 +110,7 @@ def package(stage: str, out: Path, runtime: str | None = None, arch: str = "x86_
     template: dict[str, Any] = json.loads(template_path.read_text())
     restore_intrinsics(template, json.loads(MERGE_TEMPLATE.read_text()))
     template["Parameters"]["Architecture"]["Default"] = arch
+    strip_compiled(out / "deployment.zip")
     template_path.write_text(json.dumps(template, indent=2) + "\n")
     return template
 

@@ -26,7 +26,7 @@ from tests.faults.support import (
 from tests.support.aws import AwsStack
 from tests.support.openai_fake import OpenAIFake
 
-BOTOCORE_CALLS = 5  # chalicelib.aws: retries max_attempts=4, which botocore counts after the first call
+BOTOCORE_CALLS = 3  # chalicelib.aws: retries total_max_attempts=3
 INLINE_LIMIT = 1024
 
 

@@ -1,0 +1,36 @@
+"""``deploy.package.strip_compiled``: the zip keeps pure-Python fallbacks and refuses arch-bound modules."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from deploy.package import strip_compiled
+
+
+def _zip(path: Path, names: list[str]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            archive.writestr(name, f"# {name}\n")
+    return path
+
+
+def test_compiled_accelerators_with_a_source_beside_them_are_dropped_and_the_rest_kept(tmp_path: Path) -> None:
+    names = ["app.py", "pkg/md.py", "pkg/md.cpython-311-x86_64-linux-gnu.so", "pkg/data.json"]
+    archive = _zip(tmp_path / "deployment.zip", names)
+
+    dropped = strip_compiled(archive)
+
+    assert dropped == ["pkg/md.cpython-311-x86_64-linux-gnu.so"]
+    with zipfile.ZipFile(archive) as result:
+        assert sorted(result.namelist()) == ["app.py", "pkg/data.json", "pkg/md.py"]
+        assert result.read("pkg/md.py") == b"# pkg/md.py\n"
+
+
+def test_a_compiled_module_without_a_source_fallback_stops_the_package(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "deployment.zip", ["app.py", "native/fast.cpython-311-x86_64-linux-gnu.so"])
+
+    with pytest.raises(SystemExit, match="native/fast"):
+        strip_compiled(archive)
