@@ -5,9 +5,9 @@
 so ``--runtime python3.12`` packages with a ``python3.12`` (on first use a venv is made for
 it with the pinned chalice, boto3 and the runtime requirements). ``--arch arm64`` makes
 arm64 the template's default architecture; the zip holds no compiled modules, so it runs
-on both. Chalice's deep merge would fuse two CloudFormation functions into one dict (its
-``Fn::Sub`` queue ARN with our ``Fn::GetAtt``); every intrinsic the merge template sets is
-therefore put back whole.
+on both, and none of the local stack's or the CLIs' modules. Chalice's deep merge would
+fuse two CloudFormation functions into one dict (its ``Fn::Sub`` queue ARN with our
+``Fn::GetAtt``); every intrinsic the merge template sets is therefore put back whole.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,22 @@ def find_interpreter(runtime: str) -> str:
     raise SystemExit(f"error: no working {runtime} found (install it, e.g. with pyenv)")
 
 
-def strip_compiled(zip_path: Path) -> list[str]:
-    """Drop compiled accelerators that have a pure-Python module beside them; returns what was dropped.
+# Modules only a developer's machine runs (local stack, CLIs); no Lambda code path imports them.
+DEV_ONLY = (
+    "chalicelib/local.py",
+    "chalicelib/local_aws.py",
+    "chalicelib/sqs_poller.py",
+    "chalicelib/admin.py",
+    "chalicelib/infra_cli.py",
+)
 
-    The zip then runs on either architecture (charset-normalizer ships mypyc builds of modules
-    it also ships as source). A compiled module without a source fallback is an error.
+
+def slim_zip(zip_path: Path, dev_only: Collection[str] = DEV_ONLY) -> list[str]:
+    """Drop what Lambda never runs; returns what was dropped.
+
+    ``dev_only`` modules go, and so do compiled accelerators that have a pure-Python module
+    beside them (charset-normalizer ships mypyc builds of modules it also ships as source), so
+    the zip runs on either architecture. A compiled module without a source fallback is an error.
     """
     with zipfile.ZipFile(zip_path) as archive:
         entries = [(info, archive.read(info)) for info in archive.infolist()]
@@ -72,11 +84,12 @@ def strip_compiled(zip_path: Path) -> list[str]:
     stranded = [name for name in compiled if f"{name.split('.', 1)[0]}.py" not in names]
     if stranded:
         raise SystemExit(f"error: compiled modules without a pure-Python fallback: {', '.join(sorted(stranded))}")
+    dropped = set(compiled) | (names & set(dev_only))
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
         for info, data in entries:
-            if info.filename not in compiled:
+            if info.filename not in dropped:
                 archive.writestr(info, data)
-    return sorted(compiled)
+    return sorted(dropped)
 
 
 def chalice_for(runtime: str | None) -> list[str]:
@@ -110,7 +123,7 @@ def package(stage: str, out: Path, runtime: str | None = None, arch: str = "x86_
     template: dict[str, Any] = json.loads(template_path.read_text())
     restore_intrinsics(template, json.loads(MERGE_TEMPLATE.read_text()))
     template["Parameters"]["Architecture"]["Default"] = arch
-    strip_compiled(out / "deployment.zip")
+    slim_zip(out / "deployment.zip")
     template_path.write_text(json.dumps(template, indent=2) + "\n")
     return template
 

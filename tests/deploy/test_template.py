@@ -23,6 +23,7 @@ from chalicelib.config import ENV_NAMES, Settings
 from chalicelib.items import CALLER_INDEX
 from chalicelib.key_store import KEY_ID_INDEX
 from chalicelib.providers.registry import SPECS
+from deploy.package import DEV_ONLY
 from tests.deploy.conftest import Packaged
 from tests.support.aws import PROJECT_DIR, fake_aws_environment
 
@@ -362,6 +363,7 @@ def test_deployment_zip_has_no_compiled_extensions(zipped_names: list[str]) -> N
 
 def test_deployment_zip_holds_the_app_chalicelib_and_the_openapi_document(zipped_names: list[str]) -> None:
     sources = [*(PROJECT_DIR / "chalicelib").rglob("*.py"), PROJECT_DIR / "chalicelib" / "openapi.json"]
+    expected = {path.relative_to(PROJECT_DIR).as_posix() for path in sources} - set(DEV_ONLY)
 
     assert "app.py" in zipped_names
-    assert {path.relative_to(PROJECT_DIR).as_posix() for path in sources} <= set(zipped_names)
+    assert expected <= set(zipped_names)

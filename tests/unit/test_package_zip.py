@@ -1,4 +1,4 @@
-"""``deploy.package.strip_compiled``: the zip keeps pure-Python fallbacks and refuses arch-bound modules."""
+"""``deploy.package.slim_zip``: dev-only modules and compiled twins go; arch-bound modules are refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.package import strip_compiled
+from deploy.package import DEV_ONLY, slim_zip
 
 
 def _zip(path: Path, names: list[str]) -> Path:
@@ -21,7 +21,7 @@ def test_compiled_accelerators_with_a_source_beside_them_are_dropped_and_the_res
     names = ["app.py", "pkg/md.py", "pkg/md.cpython-311-x86_64-linux-gnu.so", "pkg/data.json"]
     archive = _zip(tmp_path / "deployment.zip", names)
 
-    dropped = strip_compiled(archive)
+    dropped = slim_zip(archive, ())
 
     assert dropped == ["pkg/md.cpython-311-x86_64-linux-gnu.so"]
     with zipfile.ZipFile(archive) as result:
@@ -33,4 +33,15 @@ def test_a_compiled_module_without_a_source_fallback_stops_the_package(tmp_path:
     archive = _zip(tmp_path / "deployment.zip", ["app.py", "native/fast.cpython-311-x86_64-linux-gnu.so"])
 
     with pytest.raises(SystemExit, match="native/fast"):
-        strip_compiled(archive)
+        slim_zip(archive, ())
+
+
+def test_dev_only_modules_are_dropped_and_every_other_module_kept(tmp_path: Path) -> None:
+    kept = ["app.py", "chalicelib/__init__.py", "chalicelib/infra.py", "chalicelib/worker.py"]
+    archive = _zip(tmp_path / "deployment.zip", [*kept, *DEV_ONLY])
+
+    dropped = slim_zip(archive)
+
+    assert dropped == sorted(DEV_ONLY)
+    with zipfile.ZipFile(archive) as result:
+        assert sorted(result.namelist()) == sorted(kept)
