@@ -31,7 +31,7 @@ from tests.support.bedrock_fake import (
 from tests.support.fake_http import RecordedRequest, closed_port
 from tests.support.openai_fake import PNG_PIXEL, embedding_vector
 
-ACCESS_KEY = "AKIAFAKEBEDROCK00001"
+ACCESS_KEY = "test-bedrock-access-key"
 SECRET_KEY = "fake/secret+key/bedrock0000000000000000"
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"
@@ -617,7 +617,7 @@ def test_fake_validation_of_a_bad_model_body_reaches_the_caller(fake: BedrockFak
 
 def test_wrong_credentials_are_403_unrecognized_client(fake: BedrockFake) -> None:
     error = invoke_failing(
-        build(environ(fake, AWS_ACCESS_KEY_ID="AKIAOTHERKEY00000000")), chat(NOVA, [{"role": "user", "content": "x"}])
+        build(environ(fake, AWS_ACCESS_KEY_ID="test-other-access-key")), chat(NOVA, [{"role": "user", "content": "x"}])
     )
 
     assert (error.status, error.code, error.retryable) == (403, "UnrecognizedClientException", False)
