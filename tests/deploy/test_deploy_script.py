@@ -12,7 +12,6 @@ import copy
 import datetime
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from deploy.deploy import (
     with_code_location,
 )
 from tests.deploy.conftest import Packaged
-from tests.support.aws import PROJECT_DIR, fake_aws_environment
+from tests.support.aws import PROJECT_DIR, fake_aws_environment, no_credentials_environment
 
 STACK = "asyncgate-dev"
 STACK_ID = f"arn:aws:cloudformation:us-east-1:123456789012:stack/{STACK}/1"
@@ -385,14 +384,7 @@ def test_a_failed_deployment_exits_1_with_the_reasons_on_stderr(
 
 # as a command ---------------------------------------------------------------------------------------------
 def test_command_without_credentials_exits_2_with_one_line_before_anything_else(tmp_path: Path) -> None:
-    (tmp_path / "credentials").write_text("")
-    (tmp_path / "config").write_text("")
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    environment.update(
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    environment = no_credentials_environment(tmp_path)
 
     done = subprocess.run(
         [sys.executable, "-m", "deploy.deploy", "--stage", "dev", "--template", str(tmp_path / "missing.json")],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from chalicelib.infra_cli import main
 from chalicelib.items import CALLER_INDEX
 from chalicelib.key_store import KEY_ID_INDEX
 from chalicelib.local_aws import EmbeddedAws
-from tests.support.aws import PROJECT_DIR, fake_aws_environment
+from tests.support.aws import PROJECT_DIR, fake_aws_environment, no_credentials_environment, without_aws
 
 STAGE = "dev"
 ADMIN_SECRET = "asyncgate-dev-admin-token"
@@ -334,11 +333,6 @@ def test_an_existing_table_with_ttl_on_is_not_asked_to_enable_it_again() -> None
 
 
 # as a command -------------------------------------------------------------------------------------------
-def command_environment(**extra: str) -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    return {**environment, **extra}
-
-
 def run_command(project: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chalicelib.infra", "ensure", "--stage", STAGE, "--project-dir", str(project)],
@@ -355,7 +349,7 @@ def test_command_provisions_a_moto_server_and_keeps_the_token_out_of_its_output(
     embedded = EmbeddedAws()
     endpoint = embedded.start()
     try:
-        environment = command_environment(
+        environment = without_aws(
             AWS_ENDPOINT_URL=endpoint,
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",
@@ -379,14 +373,8 @@ def test_command_provisions_a_moto_server_and_keeps_the_token_out_of_its_output(
 
 
 def test_command_without_credentials_exits_2_with_one_line_and_changes_nothing(project: Path, tmp_path: Path) -> None:
-    (tmp_path / "credentials").write_text("")
-    (tmp_path / "config").write_text("")
     before = (project / ".chalice" / "config.json").read_text()
-    environment = command_environment(
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    environment = no_credentials_environment(tmp_path)
 
     done = run_command(project, environment)
 

@@ -85,6 +85,15 @@ def job_request(client: Client, operation: str, job_id: str, headers: dict[str, 
     return send(client, job_id, headers)
 
 
+def any_request(client: Client, operation: str, job_id: str, headers: dict[str, str]) -> HTTPResponse:
+    """``operation`` (submit, poll, cancel or list) with ``headers``; ``job_id`` for poll and cancel."""
+    if operation == "submit":
+        return submit_with(client, headers)
+    if operation == "list":
+        return list_with(client, headers)
+    return job_request(client, operation, job_id, headers)
+
+
 def assert_same_as_unknown_id(client: Client, operation: str, job_id: str, headers: dict[str, str]) -> None:
     """The refusal is the unknown-id 404: same status, headers, body (but event_id) and DynamoDB calls."""
     with dynamodb_calls() as refused_calls:
@@ -193,12 +202,7 @@ def test_two_different_keys_in_two_carriers_are_refused(
     job_id = submit_keyed(client, carry("x-bf-vk", keys.own)) if operation in ("poll", "cancel") else ""
     headers = {**carry(first, keys.own), **carry(second, keys.other)}
 
-    if operation == "submit":
-        response = submit_with(client, headers)
-    elif operation == "list":
-        response = list_with(client, headers)
-    else:
-        response = job_request(client, operation, job_id, headers)
+    response = any_request(client, operation, job_id, headers)
 
     assert_gateway_error(response, 400, "conflicting_virtual_keys")
     assert aws_stack.item_count() == (1 if job_id else 0)
@@ -294,12 +298,7 @@ def test_a_deployment_requiring_keys_refuses_job_routes_without_one(
     job_id = submit_keyed(client, {"x-bf-vk": key_required.own})
     headers = {} if presented == "nothing" else {"Authorization": "Bearer sk-proj-a-provider-key"}
 
-    if operation == "submit":
-        response = submit_with(client, headers)
-    elif operation == "list":
-        response = list_with(client, headers)
-    else:
-        response = job_request(client, operation, job_id, headers)
+    response = any_request(client, operation, job_id, headers)
 
     assert_gateway_error(response, 401, "virtual_key_required")
     assert aws_stack.item_count() == 1

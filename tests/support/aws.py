@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ def local_stage_environment() -> dict[str, str]:
     merged: dict[str, str] = dict(config.get("environment_variables", {}))
     merged.update(config["stages"]["local"]["environment_variables"])
     return merged
+
+
+def without_aws(**extra: str) -> dict[str, str]:
+    """This process's environment with every ``AWS_*`` variable removed, plus ``extra``."""
+    return {**{name: value for name, value in os.environ.items() if not name.startswith("AWS_")}, **extra}
+
+
+def no_credentials_environment(scratch: Path) -> dict[str, str]:
+    """An environment in which boto3 finds no credentials anywhere (files empty, no IMDS), fast."""
+    (scratch / "credentials").write_text("")
+    (scratch / "config").write_text("")
+    return without_aws(
+        AWS_SHARED_CREDENTIALS_FILE=str(scratch / "credentials"),
+        AWS_CONFIG_FILE=str(scratch / "config"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
 
 
 def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
